@@ -1,0 +1,1 @@
+"""mlops-bot: a ChatOps bot for machine-learning teams."""

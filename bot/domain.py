@@ -1,0 +1,68 @@
+"""Plain data shared by services, store and views. No I/O here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Role(StrEnum):
+    VIEWER = "viewer"
+    TRAINER = "trainer"
+    DEPLOYER = "deployer"
+    APPROVER = "approver"
+    ADMIN = "admin"
+
+
+class Outcome(StrEnum):
+    OK = "ok"
+    DENIED = "denied"
+    REJECTED = "rejected"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Lock:
+    """A held environment lock: no deploy reaches ``model``/``env`` while it exists."""
+
+    model: str
+    env: str
+    holder: str
+    reason: str
+    since: datetime
+    expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Freeze:
+    """The global deploy freeze: while set, no deploy starts anywhere."""
+
+    holder: str
+    reason: str
+    since: datetime
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One line of the audit log: who did what to which target, and how it ended."""
+
+    actor: str
+    action: str
+    target: str
+    outcome: Outcome
+    correlation_id: str
+    at: datetime
+    parameters: dict[str, Any] = field(default_factory=dict)
+    detail: str = ""
+    id: int | None = None
+
+
+@dataclass(frozen=True)
+class CardRef:
+    """Where a card lives in Slack: edits go to this channel and timestamp."""
+
+    key: str
+    channel: str
+    ts: str

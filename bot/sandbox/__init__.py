@@ -1,0 +1,1 @@
+"""Local stand-ins that speak the real wire protocols, and the sandbox console."""

@@ -1,0 +1,1 @@
+"""The Slack and webhook edge: thin handlers that parse, call a service and render."""

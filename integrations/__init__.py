@@ -1,0 +1,1 @@
+"""One adapter per outside system, implementing the Protocols in bot.ports."""
