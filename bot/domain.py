@@ -54,6 +54,7 @@ class AuditEvent:
     outcome: Outcome
     correlation_id: str
     at: datetime
+    model: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     detail: str = ""
     id: int | None = None

@@ -1,0 +1,45 @@
+"""Prometheus metrics, held in a registry per app instance (nothing global, nothing at import)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+
+class Metrics:
+    """The bot's counters and histograms; one instance per running app."""
+
+    content_type = CONTENT_TYPE_LATEST
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "mlops_bot_http_requests",
+            "HTTP requests by route and status",
+            ["route", "status"],
+            registry=self.registry,
+        )
+        self.command_latency = Histogram(
+            "mlops_bot_command_seconds",
+            "Time to handle a slash command, click or reaction, by command",
+            ["command"],
+            registry=self.registry,
+        )
+        self.errors = Counter(
+            "mlops_bot_errors", "Errors by kind", ["kind"], registry=self.registry
+        )
+        self.slack_calls = Counter(
+            "mlops_bot_slack_api_calls",
+            "Slack Web API calls by method and result",
+            ["method", "result"],
+            registry=self.registry,
+        )
+
+    def slack_call(self, method: str, result: str) -> None:
+        self.slack_calls.labels(method=method, result=result).inc()
+
+    def error(self, kind: str) -> None:
+        self.errors.labels(kind=kind).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
