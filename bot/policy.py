@@ -39,6 +39,21 @@ NEEDED: dict[Action, Role] = {
     Action.AB_ABORT: Role.DEPLOYER,
 }
 
+VERBS: dict[Action, str] = {
+    Action.TRAIN_START: "start training runs",
+    Action.TRAIN_CANCEL: "cancel training runs",
+    Action.TRAIN_VIEW: "see training runs",
+    Action.DEPLOY_START: "deploy",
+    Action.DEPLOY_VIEW: "see deploys",
+    Action.DEPLOY_ROLLBACK: "roll back",
+    Action.DEPLOY_APPROVE: "approve deploys",
+    Action.LOCK: "lock environments",
+    Action.UNLOCK: "unlock environments",
+    Action.FREEZE: "freeze deploys or lift someone else's lock",
+    Action.AB_CHANGE: "change A/B splits",
+    Action.AB_ABORT: "abort A/B splits",
+}
+
 IMPLIES: dict[Role, frozenset[Role]] = {
     Role.VIEWER: frozenset({Role.VIEWER}),
     Role.TRAINER: frozenset({Role.TRAINER, Role.VIEWER}),
@@ -69,9 +84,10 @@ class Decision:
 
     @property
     def reason(self) -> str:
+        verb = VERBS[self.action]
         if self.allowed:
-            return f"allowed: holds {self.needed} on {self.scope}"
-        return f"needs the {self.needed} role on {self.scope}"
+            return f"may {verb} on {self.scope} as {self.needed}"
+        return f"needs the {self.needed} role on {self.scope} to {verb} there"
 
 
 def granted(bindings: RoleBindings, actor: Actor) -> set[Role]:

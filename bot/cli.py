@@ -1,0 +1,120 @@
+"""`mlops-bot serve | sandbox | check-config | migrate | audit`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from bot.audit_cli import print_audit
+from bot.config import Settings, load_settings
+from bot.errors import BotError, ConfigError
+from bot.logs import configure_logging
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(prog="mlops-bot", description=__doc__)
+    root.add_argument("--config", help="YAML config file (default: $MLOPS_BOT_CONFIG)")
+    sub = root.add_subparsers(dest="command")
+    sub.add_parser("serve", help="run the bot (the sandbox when no Slack workspace is configured)")
+    sandbox = sub.add_parser("sandbox", help="run the bot against local stand-ins with a console")
+    sandbox.add_argument("--script", type=Path, help="run console lines from FILE and exit")
+    sub.add_parser("check-config", help="validate the configuration and exit")
+    sub.add_parser("migrate", help="apply pending store schema migrations")
+    audit = sub.add_parser("audit", help="print the audit log")
+    audit.add_argument("--model", help="only this model")
+    audit.add_argument("--since", help="ISO time or age like 30m, 12h, 7d")
+    audit.add_argument("--json", action="store_true", help="one JSON object per line")
+    return root
+
+
+def settings_or_exit(config: str | None) -> Settings:
+    try:
+        return load_settings(config)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            print(issue, file=sys.stderr)
+        print(f"{len(exc.issues)} problem(s) in the configuration", file=sys.stderr)
+        raise SystemExit(1) from None
+
+
+def check_config(config: str | None) -> int:
+    settings = settings_or_exit(config)
+    models = ", ".join(sorted(settings.models)) or "none"
+    mode = (
+        ("Socket Mode" if settings.slack.socket_mode else "HTTP")
+        if settings.slack.configured
+        else "no Slack workspace (serve starts the sandbox)"
+    )
+    print(f"configuration is valid: models {models}; Slack: {mode}")
+    return 0
+
+
+async def migrate(settings: Settings) -> int:
+    from bot.store import Store
+
+    store = Store.from_url(settings.store_url, timeout=settings.store.timeout_seconds)
+    try:
+        before, after = await store.migrate()
+    finally:
+        await store.close()
+    print(f"store schema at version {after} (was {before})")
+    return 0
+
+
+async def serve(settings: Settings) -> int:
+    from bot import app as bot_app
+
+    bot = bot_app.build(settings)
+    stopping = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stopping.set)
+    try:
+        await bot_app.start(bot)
+        print(f"mlops-bot serving at {bot.url}", file=sys.stderr)
+        await stopping.wait()
+    finally:
+        await bot_app.stop(bot)
+    return 0
+
+
+async def sandbox(config: str | None, script: Path | None) -> int:
+    from bot.sandbox.runner import run
+
+    return await run(Path(config) if config else None, script, sys.stdout)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    command = args.command or "serve"
+    if command == "check-config":
+        return check_config(args.config)
+    try:
+        return asyncio.run(dispatch(command, args))
+    except BotError as exc:
+        print(f"mlops-bot: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+async def dispatch(command: str, args: argparse.Namespace) -> int:
+    if command == "sandbox":
+        configure_logging("warning", json=False)
+        return await sandbox(args.config, args.script)
+    settings = settings_or_exit(args.config)
+    configure_logging(settings.log_level, secrets=settings.secrets())
+    if command == "migrate":
+        return await migrate(settings)
+    if command == "audit":
+        return await print_audit(settings, model=args.model, since=args.since, as_json=args.json)
+    if not settings.slack.configured:
+        print("no Slack workspace configured: starting the local sandbox", file=sys.stderr)
+        return await sandbox(args.config, None)
+    return await serve(settings)

@@ -1,0 +1,239 @@
+"""Console lines -> Slack-signed HTTP requests to the running bot, as the current user."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from bot.sandbox.people import HOME_CHANNEL, PEOPLE, Person, by_name
+from bot.sandbox.signing import signed_headers
+from bot.sandbox.slack import SlackStandIn
+from bot.sandbox.transcript import Transcript, buttons_of
+
+HELP = """console lines:
+  /train ... | /deploy ...   send the slash command as the current user
+  as @bob                    act as another user (alice, bob, carol, dave, eve)
+  click N | click Label      click a button of the newest message that has buttons
+  react :emoji: | unreact :emoji:   react to the newest prompt
+  wait N | wait until TEXT   let background work progress (N seconds, or until TEXT shows)
+  # comment                  ignored
+  help | quit"""
+
+WAIT_UNTIL_TIMEOUT = 30.0
+QUIET_PERIOD = 0.3
+SETTLE_LIMIT = 5.0
+
+
+class ConsoleError(Exception):
+    """A console line failed in a way that makes a script fail (bad line, timeout, bot down)."""
+
+
+@dataclass
+class Console:
+    bot_url: str
+    signing_secret: str
+    slack: SlackStandIn
+    transcript: Transcript
+    session: aiohttp.ClientSession
+    person: Person = PEOPLE[0]
+    channel: str = HOME_CHANNEL
+    ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    last_activity: float = field(default_factory=time.monotonic)
+
+    def touch(self) -> None:
+        self.last_activity = time.monotonic()
+
+    def on_slack(self, message: Any, kind: str) -> None:
+        """Stand-in subscriber: print what the bot posted and note that it is still busy."""
+        self.touch()
+        self.transcript.write(message, kind)
+
+    async def execute(self, line: str) -> bool:
+        """Run one line; False means quit."""
+        line = line.strip()
+        if not line or line.startswith("#"):
+            return True
+        word, _, rest = line.partition(" ")
+        if word in ("quit", "exit"):
+            return False
+        if word == "help":
+            self.transcript.say(HELP)
+        elif word in ("/train", "/deploy"):
+            await self.slash(word, rest.strip())
+        elif word == "as":
+            self.switch(rest)
+        elif word == "click":
+            await self.click(rest.strip())
+        elif word in ("react", "unreact"):
+            await self.react(rest.strip(), added=word == "react")
+        elif word == "wait":
+            await self.wait(rest.strip())
+        else:
+            raise ConsoleError(f"unknown console line {word!r}; type `help`")
+        return True
+
+    def switch(self, name: str) -> None:
+        person = by_name(name.strip())
+        if person is None:
+            known = ", ".join("@" + p.name for p in PEOPLE)
+            raise ConsoleError(f"no sandbox user {name.strip()!r}; known: {known}")
+        self.person = person
+        self.transcript.say(f"(now acting as @{person.name})")
+
+    def trigger_id(self) -> str:
+        return f"{int(time.time())}.{next(self.ids)}.sandbox"
+
+    async def slash(self, command: str, text: str) -> None:
+        form = {
+            "token": "sandbox",
+            "team_id": self.slack.workspace.team_id,
+            "team_domain": "sandbox",
+            "channel_id": self.channel,
+            "channel_name": "sandbox",
+            "user_id": self.person.id,
+            "user_name": self.person.name,
+            "command": command,
+            "text": text,
+            "api_app_id": "A0SANDBOX",
+            "trigger_id": self.trigger_id(),
+            "response_url": self.slack.new_response_url(channel=self.channel, user=self.person.id),
+        }
+        await self.send(urllib.parse.urlencode(form))
+        await self.settle()
+
+    def newest_with_buttons(self, ephemeral_ok: bool = True) -> Any:
+        for message in reversed(self.slack.messages):
+            if message.deleted or not buttons_of(message.blocks or []):
+                continue
+            if message.ephemeral_to and (
+                not ephemeral_ok or message.ephemeral_to != self.person.id
+            ):
+                continue
+            return message
+        raise ConsoleError("no message with buttons to act on")
+
+    def pick_button(self, message: Any, which: str) -> dict[str, Any]:
+        buttons = buttons_of(message.blocks or [])
+        if which.isdigit() and 1 <= int(which) <= len(buttons):
+            return buttons[int(which) - 1]
+        for element in buttons:
+            if str(element.get("text", {}).get("text", "")).lower() == which.lower():
+                return element
+        labels = ", ".join(str(b.get("text", {}).get("text", "")) for b in buttons)
+        raise ConsoleError(f"no button {which!r} on the newest prompt; it has: {labels}")
+
+    async def click(self, which: str) -> None:
+        message = self.newest_with_buttons()
+        button = self.pick_button(message, which)
+        payload = {
+            "type": "block_actions",
+            "api_app_id": "A0SANDBOX",
+            "token": "sandbox",
+            "user": {
+                "id": self.person.id,
+                "username": self.person.name,
+                "team_id": self.slack.workspace.team_id,
+            },
+            "team": {"id": self.slack.workspace.team_id, "domain": "sandbox"},
+            "channel": {"id": message.channel, "name": message.channel},
+            "container": {
+                "type": "message",
+                "message_ts": message.ts,
+                "channel_id": message.channel,
+                "is_ephemeral": bool(message.ephemeral_to),
+            },
+            "message": {
+                "type": "message",
+                "ts": message.ts,
+                "text": message.text,
+                "blocks": message.blocks,
+                "user": message.user,
+            },
+            "trigger_id": self.trigger_id(),
+            "response_url": self.slack.new_response_url(
+                channel=message.channel, user=self.person.id, message_ts=message.ts
+            ),
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": button["action_id"],
+                    "block_id": button.get("block_id", "b"),
+                    "value": button.get("value", ""),
+                    "text": button["text"],
+                    "action_ts": f"{time.time():.6f}",
+                }
+            ],
+        }
+        await self.send(urllib.parse.urlencode({"payload": json.dumps(payload)}))
+        await self.settle()
+
+    async def react(self, emoji: str, *, added: bool) -> None:
+        message = self.newest_with_buttons(ephemeral_ok=False)
+        name = emoji.strip(":")
+        event = {
+            "type": "reaction_added" if added else "reaction_removed",
+            "user": self.person.id,
+            "reaction": name,
+            "item_user": message.user,
+            "item": {"type": "message", "channel": message.channel, "ts": message.ts},
+            "event_ts": f"{time.time():.6f}",
+        }
+        body = {
+            "token": "sandbox",
+            "team_id": self.slack.workspace.team_id,
+            "api_app_id": "A0SANDBOX",
+            "type": "event_callback",
+            "event": event,
+            "event_id": f"Ev{next(self.ids):08d}",
+            "event_time": int(time.time()),
+        }
+        await self.send(json.dumps(body), content_type="application/json")
+        await self.settle()
+
+    async def send(self, body: str, content_type: str | None = None) -> None:
+        headers = signed_headers(self.signing_secret, body, content_type=content_type)
+        try:
+            async with self.session.post(
+                f"{self.bot_url}/slack/events", data=body.encode(), headers=headers
+            ) as response:
+                if response.status >= 400:
+                    raise ConsoleError(f"the bot answered HTTP {response.status}")
+        except aiohttp.ClientError as exc:
+            raise ConsoleError(f"the bot did not answer: {exc}") from exc
+
+    async def settle(self) -> None:
+        """Let the bot finish its reaction to the last line: wait until Slack has been quiet."""
+        started = time.monotonic()
+        self.touch()
+        while time.monotonic() - started < SETTLE_LIMIT:
+            await asyncio.sleep(0.05)
+            if time.monotonic() - self.last_activity >= QUIET_PERIOD:
+                return
+
+    async def wait(self, rest: str) -> None:
+        if rest.startswith("until "):
+            await self.wait_until(rest[len("until ") :].strip())
+            return
+        try:
+            seconds = float(rest)
+        except ValueError:
+            raise ConsoleError("wait takes seconds (`wait 2`) or `wait until TEXT`") from None
+        await asyncio.sleep(max(0.0, min(seconds, 600.0)))
+
+    async def wait_until(self, text: str) -> None:
+        def shown() -> bool:
+            return any(text in self.transcript.entry(m, "posted") for m in self.slack.messages)
+
+        try:
+            await self.slack.wait_for(shown, timeout=WAIT_UNTIL_TIMEOUT)
+        except TimeoutError:
+            raise ConsoleError(
+                f"timed out after {WAIT_UNTIL_TIMEOUT:.0f}s waiting for {text!r}"
+            ) from None

@@ -1,0 +1,133 @@
+"""/train and /deploy: ack -> parse -> call a service -> reply."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
+
+from bot import intents as i
+from bot.errors import BotError
+from bot.policy import Action
+from bot.views import locks as lock_views
+from bot.views.blocks import Message
+from bot.views.replies import info_reply
+from handlers.deps import Deps
+from handlers.outcome import Interaction, Reply, handle
+from handlers.parsing import parse_deploy, parse_train, usage
+
+
+class Unavailable(BotError):
+    """A command that parses and is allowed, but whose feature this version does not ship."""
+
+    kind = "unavailable"
+
+
+TRAIN_ACTIONS: dict[type[Any], Action] = {
+    i.TrainStart: Action.TRAIN_START,
+    i.TrainCancel: Action.TRAIN_CANCEL,
+    i.TrainStatus: Action.TRAIN_VIEW,
+    i.TrainLogs: Action.TRAIN_VIEW,
+    i.TrainList: Action.TRAIN_VIEW,
+    i.TrainGpus: Action.TRAIN_VIEW,
+}
+DEPLOY_ACTIONS: dict[type[Any], Action] = {
+    i.DeployStart: Action.DEPLOY_START,
+    i.DeployDiff: Action.DEPLOY_VIEW,
+    i.DeployRollback: Action.DEPLOY_ROLLBACK,
+    i.DeployHistory: Action.DEPLOY_VIEW,
+    i.AbCommand: Action.AB_CHANGE,
+}
+
+
+def register(app: AsyncApp, deps: Deps) -> None:
+    commands = SlashCommands(deps)
+    app.command("/train")(commands.on_train)
+    app.command("/deploy")(commands.on_deploy)
+
+
+def describe(intent: i.TrainIntent | i.DeployIntent) -> tuple[str, str | None, dict[str, Any]]:
+    """Audit target, model and parameters of a parsed intent."""
+    fields = dataclasses.asdict(intent)
+    model, env = fields.get("model"), fields.get("env")
+    target = "/".join(str(p) for p in (model, env) if p) or "global"
+    return target, model, {k: v for k, v in fields.items() if v not in (None, {}, "")}
+
+
+class SlashCommands:
+    def __init__(self, deps: Deps) -> None:
+        self.deps = deps
+
+    async def on_train(
+        self, ack: AsyncAck, command: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        await ack()
+        await self.run("train", command, context)
+
+    async def on_deploy(
+        self, ack: AsyncAck, command: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        await ack()
+        await self.run("deploy", command, context)
+
+    async def run(self, name: str, command: dict[str, Any], context: AsyncBoltContext) -> None:
+        user = str(command.get("user_id", ""))
+        interaction = Interaction(
+            kind=f"/{name}", actor=user, correlation_id=str(context["correlation_id"]),
+            parameters={"text": str(command.get("text", ""))[:500]},
+        )
+        reply = Reply(self.deps.chat, str(command.get("channel_id", "")), user,
+                      command.get("response_url"))
+        text = str(command.get("text", ""))
+        work = self.train if name == "train" else self.deploy
+        await handle(self.deps, interaction, reply, lambda it: work(it, text))
+
+    async def train(self, interaction: Interaction, text: str) -> Message | None:
+        intent = parse_train(text, self.deps.catalog)
+        note(interaction, "train", intent)
+        if isinstance(intent, i.Help):
+            return info_reply(usage("train"))
+        action = TRAIN_ACTIONS[type(intent)]
+        await self.deps.access.check(interaction.actor, action, getattr(intent, "model", None))
+        raise Unavailable(f"`/train {text.strip()}` is understood, but training runs are not "
+                          "available in this version yet.")
+
+    async def deploy(self, interaction: Interaction, text: str) -> Message | None:
+        intent = parse_deploy(text, self.deps.catalog)
+        note(interaction, "deploy", intent)
+        actor, locks = interaction.actor, self.deps.locks
+        match intent:
+            case i.Help():
+                return info_reply(usage("deploy"))
+            case i.LockEnv(model=model, env=env, reason=reason):
+                await locks.lock(actor, model, env, reason)
+                return info_reply(f":lock: Locked *{model}/{env}*.")
+            case i.UnlockEnv(model=model, env=env):
+                await locks.unlock(actor, model, env)
+                return info_reply(f":unlock: Unlocked *{model}/{env}*.")
+            case i.Freeze(reason=reason):
+                await locks.freeze(actor, reason)
+                return info_reply(":snowflake: Deploys are frozen.")
+            case i.Unfreeze():
+                await locks.unfreeze(actor)
+                return info_reply(":sunny: Deploys are unfrozen.")
+            case i.DeployStatus(model=model):
+                status = await locks.status(actor, model)
+                return lock_views.status_reply(model, status.envs, status.locks, status.freeze)
+        action = DEPLOY_ACTIONS[type(intent)]
+        target = getattr(intent, "model", None), getattr(intent, "env", None)
+        await self.deps.access.check(actor, action, *target)
+        raise Unavailable(f"`/deploy {text.strip()}` is understood, but deploys are not "
+                          "available in this version yet.")
+
+
+def note(
+    interaction: Interaction, command: str, intent: i.TrainIntent | i.DeployIntent
+) -> None:
+    """Record what was asked for on the interaction, for the audit log."""
+    target, model, params = describe(intent)
+    interaction.action = f"{command}.{type(intent).__name__.lower()}"
+    interaction.target = target
+    interaction.model = model
+    interaction.parameters.update({"intent": params})

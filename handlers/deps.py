@@ -1,0 +1,31 @@
+"""What the edge needs from the core, built once by bot/app.py and handed to each register()."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from bot.config import Settings
+from bot.logs import SecretScrubber
+from bot.metrics import Metrics
+from bot.ports import Chat
+from bot.services.access import Access
+from bot.services.locks import Locks
+from bot.store import Store
+from handlers.parsing import Catalog
+
+
+@dataclass(frozen=True)
+class Deps:
+    settings: Settings
+    store: Store
+    chat: Chat
+    metrics: Metrics
+    scrubber: SecretScrubber
+    access: Access
+    locks: Locks
+
+    @property
+    def catalog(self) -> Catalog:
+        return Catalog(
+            models={name: list(m.environments) for name, m in self.settings.models.items()}
+        )

@@ -1,0 +1,122 @@
+"""Runs one user interaction: times it, renders any error once, and writes the audit line."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from bot.clock import utcnow
+from bot.domain import AuditEvent, Outcome
+from bot.errors import BotError, ExternalError, NotAllowed
+from bot.ports import Chat
+from bot.views.blocks import Message
+from bot.views.replies import error_reply
+from handlers.deps import Deps
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """Answers only the person who acted: via response_url when Slack gave one."""
+
+    chat: Chat
+    channel: str
+    user: str
+    response_url: str | None = None
+
+    async def __call__(self, message: Message) -> None:
+        if self.response_url:
+            await self.chat.respond(self.response_url, message.text, message.blocks)
+        else:
+            await self.chat.ephemeral(self.channel, self.user, message.text, message.blocks)
+
+
+@dataclass
+class Interaction:
+    """One command, click or reaction, as the audit log records it."""
+
+    kind: str
+    actor: str
+    correlation_id: str
+    action: str = ""
+    target: str = ""
+    model: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+
+
+def outcome_of(error: BaseException | None) -> Outcome:
+    if error is None:
+        return Outcome.OK
+    if isinstance(error, NotAllowed):
+        return Outcome.DENIED
+    if isinstance(error, BotError) and not isinstance(error, ExternalError):
+        return Outcome.REJECTED
+    return Outcome.ERROR
+
+
+async def handle(
+    deps: Deps, interaction: Interaction, reply: Reply,
+    work: Callable[[Interaction], Awaitable[Message | None]],
+) -> None:
+    """Run ``work``; reply with its message or with the one error rendering; always audit."""
+    started = time.perf_counter()
+    error: BaseException | None = None
+    try:
+        message = await work(interaction)
+        if message is not None:
+            await reply(message)
+    except Exception as exc:
+        error = exc
+        await report(deps, exc, interaction, reply)
+    finally:
+        elapsed = time.perf_counter() - started
+        deps.metrics.command_latency.labels(command=interaction.kind).observe(elapsed)
+        await audit(deps, interaction, error)
+
+
+async def report(deps: Deps, exc: Exception, interaction: Interaction, reply: Reply) -> None:
+    known = exc if isinstance(exc, BotError) else None
+    kind = known.kind if known else "internal"
+    deps.metrics.error(kind)
+    if known is None:
+        log.exception("interaction_failed", kind=interaction.kind)
+    else:
+        log.info("interaction_refused", kind=interaction.kind, error_kind=kind, detail=str(exc))
+    try:
+        await reply(error_reply(known, interaction.correlation_id))
+    except Exception:
+        log.exception("error_reply_failed")
+
+
+async def audit(deps: Deps, interaction: Interaction, error: BaseException | None) -> None:
+    detail = str(error) if isinstance(error, BotError) else type(error).__name__ if error else ""
+    event = AuditEvent(
+        actor=interaction.actor,
+        action=interaction.action or interaction.kind,
+        target=interaction.target,
+        outcome=outcome_of(error),
+        correlation_id=interaction.correlation_id,
+        at=utcnow(),
+        model=interaction.model,
+        parameters=deps.scrubber.scrub(interaction.parameters),
+        detail=deps.scrubber.scrub(detail),
+    )
+    try:
+        await deps.store.record_audit(event)
+    except Exception:
+        log.exception("audit_write_failed", action=event.action)
+
+
+async def audit_only(
+    deps: Deps, *, kind: str, actor: str, target: str, correlation_id: str,
+    parameters: dict[str, Any],
+) -> None:
+    """Audit an interaction that asks nothing of the bot yet (for example a stray reaction)."""
+    interaction = Interaction(kind=kind, actor=actor, correlation_id=correlation_id,
+                              target=target, parameters=parameters)
+    await audit(deps, interaction, None)

@@ -1,1 +1,0 @@
-"""Block Kit builders: pure functions of domain objects."""

@@ -1,0 +1,39 @@
+"""`mlops-bot sandbox --script` as a newcomer runs it: a subprocess, a transcript, an exit code."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_script(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "sandbox", "--script", str(path)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, check=False,
+    )
+
+
+def test_sample_script_runs_and_prints_a_readable_transcript() -> None:
+    result = run_script(ROOT / "docs" / "sandbox-example.txt")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert "signing secret: sandbox-signing-secret" in out
+    assert "[#ml-fraud] @mlops-bot\n  :lock: *fraud/prod* is locked by @alice" in out
+    assert "[1: Unlock]" in out
+    assert "(ephemeral, only @bob sees it)" in out
+    assert "@bob needs the deployer role on fraud/prod" in out
+    assert "[#ml-fraud] @mlops-bot (edited)\n  :unlock: *fraud/prod* unlocked by @alice" in out
+    assert "Unknown model `frod`" in out
+    assert "<!date" not in out
+
+
+def test_a_failing_line_makes_the_script_fail(tmp_path: Path) -> None:
+    script = tmp_path / "bad.txt"
+    script.write_text("/deploy help\nas @mallory\n/deploy fraud status\n")
+    result = run_script(script)
+    assert result.returncode == 1
+    assert "no sandbox user '@mallory'" in result.stdout
+    assert "> /deploy fraud status" not in result.stdout
