@@ -15,6 +15,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
+from bot.inflight import InFlight
 from bot.logs import SecretScrubber
 from bot.metrics import Metrics
 from bot.notifier import Notifier
@@ -28,6 +29,7 @@ from handlers.deps import Deps
 from integrations.slack import SlackDirectory, build_web_client
 
 log = structlog.get_logger(__name__)
+SHUTDOWN_GRACE_SECONDS = 10.0
 
 
 @dataclass
@@ -64,7 +66,9 @@ def build_bolt(settings: Settings, client: AsyncWebClient) -> AsyncApp:
         client=client,
         signing_secret=secret.get_secret_value() if secret else None,
         request_verification_enabled=not settings.slack.socket_mode,
-        process_before_response=False,
+        # Listeners are ack + lazy: the ack runs inline (no polling) and the work runs after the
+        # response, so acks never wait on work.
+        process_before_response=True,
         logger=None,
     )
 
@@ -88,9 +92,10 @@ def build(settings: Settings, scrubber: SecretScrubber | None = None) -> Bot:
         scrubber=scrubber or SecretScrubber(settings.secrets()),
         access=access,
         locks=locks,
+        inflight=InFlight(),
     )
     bolt = build_bolt(settings, client)
-    middleware.register(bolt, store)
+    middleware.register(bolt)
     commands.register(bolt, deps)
     actions.register(bolt, deps)
     reactions.register(bolt, deps)
@@ -135,6 +140,9 @@ async def stop(bot: Bot) -> None:
             await bot.socket_handler.close_async()
     if bot.runner is not None:
         await bot.runner.cleanup()
+    late = await bot.deps.inflight.drain(grace=SHUTDOWN_GRACE_SECONDS)
+    if late:
+        log.warning("shutdown_cancelled_work", tasks=late)
     with contextlib.suppress(Exception):
         await bot.notifier.close()
     await bot.store.close()

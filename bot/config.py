@@ -182,9 +182,7 @@ def config_path(explicit: str | Path | None, env: Mapping[str, str]) -> Path | N
     return Path(from_env) if from_env else None
 
 
-def load_settings(
-    path: str | Path | None = None, env: Mapping[str, str] | None = None
-) -> Settings:
+def load_settings(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Settings:
     """Build validated settings or raise ConfigError listing every problem."""
     environ = os.environ if env is None else env
     file = config_path(path, environ)

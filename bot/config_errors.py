@@ -112,8 +112,11 @@ def describe(error: ErrorDetails, root: type[BaseModel]) -> str:
         return f"{key_path(loc)}: is required"
     if kind == "extra_forbidden":
         parent, _ = walk(root, loc[:-1])
-        fields = parent.model_fields if isinstance(parent, type) and issubclass(
-            parent, BaseModel) else {}
+        fields = (
+            parent.model_fields
+            if isinstance(parent, type) and issubclass(parent, BaseModel)
+            else {}
+        )
         return f"{key_path(loc)}: unknown key; valid keys here: {', '.join(sorted(fields))}"
     if loc and loc[-1] == "[key]":
         mapping, _ = walk(root, loc[:-2])
@@ -155,11 +158,15 @@ def semantic_issues(settings: Settings) -> list[str]:
             path = f"models.{name}.environments.{env_name}"
             if env.requires is not None and env.requires not in envs:
                 valid = ", ".join(e for e in envs if e != env_name) or "(no other environment)"
-                issues.append(f"{path}.requires: must name another environment of {name} "
-                              f"({valid}), got {json.dumps(env.requires)}")
+                issues.append(
+                    f"{path}.requires: must name another environment of {name} "
+                    f"({valid}), got {json.dumps(env.requires)}"
+                )
             elif env.requires == env_name:
                 issues.append(f"{path}.requires: an environment cannot require itself")
             if env.approvals > 0 and not env.approvers:
-                issues.append(f"{path}.approvers: {env.approvals} approval(s) needed but no "
-                              "approvers are listed")
+                issues.append(
+                    f"{path}.approvers: {env.approvals} approval(s) needed but no "
+                    "approvers are listed"
+                )
     return issues

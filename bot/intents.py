@@ -17,6 +17,7 @@ class Help:
 
 # ---- /train ---------------------------------------------------------------------------------
 
+
 @dataclass(frozen=True)
 class TrainStart:
     model: str
@@ -58,6 +59,7 @@ TrainIntent = Help | TrainStart | TrainStatus | TrainCancel | TrainLogs | TrainL
 
 
 # ---- /deploy --------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class DeployStart:

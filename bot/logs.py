@@ -44,7 +44,10 @@ class SecretScrubber:
 
 
 def configure_logging(
-    level: str = "info", *, secrets: Iterable[str] = (), stream: TextIO | None = None,
+    level: str = "info",
+    *,
+    secrets: Iterable[str] = (),
+    stream: TextIO | None = None,
     json: bool = True,
 ) -> SecretScrubber:
     """Set up structlog and the stdlib root logger once, from the CLI."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncBoltContext
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
 from bot import intents as i
 from bot.errors import BotError
@@ -14,7 +14,7 @@ from bot.views import locks as lock_views
 from bot.views.blocks import Message
 from bot.views.replies import info_reply
 from handlers.deps import Deps
-from handlers.outcome import Interaction, Reply, handle
+from handlers.outcome import Interaction, Reply, acknowledge, delivery_key, handle
 from handlers.parsing import parse_deploy, parse_train, usage
 
 
@@ -43,8 +43,8 @@ DEPLOY_ACTIONS: dict[type[Any], Action] = {
 
 def register(app: AsyncApp, deps: Deps) -> None:
     commands = SlashCommands(deps)
-    app.command("/train")(commands.on_train)
-    app.command("/deploy")(commands.on_deploy)
+    app.command("/train")(ack=acknowledge, lazy=[commands.on_train])
+    app.command("/deploy")(ack=acknowledge, lazy=[commands.on_deploy])
 
 
 def describe(intent: i.TrainIntent | i.DeployIntent) -> tuple[str, str | None, dict[str, Any]]:
@@ -59,26 +59,24 @@ class SlashCommands:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
-    async def on_train(
-        self, ack: AsyncAck, command: dict[str, Any], context: AsyncBoltContext
-    ) -> None:
-        await ack()
+    async def on_train(self, command: dict[str, Any], context: AsyncBoltContext) -> None:
         await self.run("train", command, context)
 
-    async def on_deploy(
-        self, ack: AsyncAck, command: dict[str, Any], context: AsyncBoltContext
-    ) -> None:
-        await ack()
+    async def on_deploy(self, command: dict[str, Any], context: AsyncBoltContext) -> None:
         await self.run("deploy", command, context)
 
     async def run(self, name: str, command: dict[str, Any], context: AsyncBoltContext) -> None:
         user = str(command.get("user_id", ""))
         interaction = Interaction(
-            kind=f"/{name}", actor=user, correlation_id=str(context["correlation_id"]),
+            kind=f"/{name}",
+            actor=user,
+            correlation_id=str(context["correlation_id"]),
             parameters={"text": str(command.get("text", ""))[:500]},
+            delivery=delivery_key(command),
         )
-        reply = Reply(self.deps.chat, str(command.get("channel_id", "")), user,
-                      command.get("response_url"))
+        reply = Reply(
+            self.deps.chat, str(command.get("channel_id", "")), user, command.get("response_url")
+        )
         text = str(command.get("text", ""))
         work = self.train if name == "train" else self.deploy
         await handle(self.deps, interaction, reply, lambda it: work(it, text))
@@ -90,8 +88,10 @@ class SlashCommands:
             return info_reply(usage("train"))
         action = TRAIN_ACTIONS[type(intent)]
         await self.deps.access.check(interaction.actor, action, getattr(intent, "model", None))
-        raise Unavailable(f"`/train {text.strip()}` is understood, but training runs are not "
-                          "available in this version yet.")
+        raise Unavailable(
+            f"`/train {text.strip()}` is understood, but training runs are not "
+            "available in this version yet."
+        )
 
     async def deploy(self, interaction: Interaction, text: str) -> Message | None:
         intent = parse_deploy(text, self.deps.catalog)
@@ -118,13 +118,13 @@ class SlashCommands:
         action = DEPLOY_ACTIONS[type(intent)]
         target = getattr(intent, "model", None), getattr(intent, "env", None)
         await self.deps.access.check(actor, action, *target)
-        raise Unavailable(f"`/deploy {text.strip()}` is understood, but deploys are not "
-                          "available in this version yet.")
+        raise Unavailable(
+            f"`/deploy {text.strip()}` is understood, but deploys are not "
+            "available in this version yet."
+        )
 
 
-def note(
-    interaction: Interaction, command: str, intent: i.TrainIntent | i.DeployIntent
-) -> None:
+def note(interaction: Interaction, command: str, intent: i.TrainIntent | i.DeployIntent) -> None:
     """Record what was asked for on the interaction, for the audit log."""
     target, model, params = describe(intent)
     interaction.action = f"{command}.{type(intent).__name__.lower()}"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bot.config import Settings
+from bot.inflight import InFlight
 from bot.logs import SecretScrubber
 from bot.metrics import Metrics
 from bot.ports import Chat
@@ -23,6 +24,7 @@ class Deps:
     scrubber: SecretScrubber
     access: Access
     locks: Locks
+    inflight: InFlight
 
     @property
     def catalog(self) -> Catalog:

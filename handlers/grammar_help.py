@@ -139,7 +139,7 @@ def help_or_tokens(text: str, ctx: Ctx) -> Help | list[str]:
     try:
         tokens = shlex.split(text)
     except ValueError:
-        ctx.fail("The command has an unbalanced quote or a trailing backslash; close every `\"`.")
+        ctx.fail('The command has an unbalanced quote or a trailing backslash; close every `"`.')
     return tokens or Help(ctx.command)
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
+from slack_bolt.async_app import AsyncAck
 
 from bot.clock import utcnow
 from bot.domain import AuditEvent, Outcome
@@ -47,6 +48,30 @@ class Interaction:
     target: str = ""
     model: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
+    delivery: str | None = None
+
+
+async def acknowledge(ack: AsyncAck) -> None:
+    """The whole ack path: answer Slack now; the work runs after as a lazy listener."""
+    await ack()
+
+
+def delivery_key(body: dict[str, Any]) -> str | None:
+    """Slack's id for this delivery: the event id, or the trigger id of a command or click."""
+    if body.get("event_id"):
+        return f"event:{body['event_id']}"
+    if body.get("trigger_id"):
+        return f"trigger:{body['trigger_id']}"
+    return None
+
+
+async def first_delivery(deps: Deps, key: str | None) -> bool:
+    """Slack retries (X-Slack-Retry-Num) and redeliveries of one id get one effect. Checked after
+    the ack, so the ack waits on no store write."""
+    if key is None or await deps.store.claim_delivery(key):
+        return True
+    log.info("duplicate_delivery_dropped", key=key)
+    return False
 
 
 def outcome_of(error: BaseException | None) -> Outcome:
@@ -60,23 +85,28 @@ def outcome_of(error: BaseException | None) -> Outcome:
 
 
 async def handle(
-    deps: Deps, interaction: Interaction, reply: Reply,
+    deps: Deps,
+    interaction: Interaction,
+    reply: Reply,
     work: Callable[[Interaction], Awaitable[Message | None]],
 ) -> None:
     """Run ``work``; reply with its message or with the one error rendering; always audit."""
-    started = time.perf_counter()
-    error: BaseException | None = None
-    try:
-        message = await work(interaction)
-        if message is not None:
-            await reply(message)
-    except Exception as exc:
-        error = exc
-        await report(deps, exc, interaction, reply)
-    finally:
-        elapsed = time.perf_counter() - started
-        deps.metrics.command_latency.labels(command=interaction.kind).observe(elapsed)
-        await audit(deps, interaction, error)
+    async with deps.inflight.track():
+        if not await first_delivery(deps, interaction.delivery):
+            return
+        started = time.perf_counter()
+        error: BaseException | None = None
+        try:
+            message = await work(interaction)
+            if message is not None:
+                await reply(message)
+        except Exception as exc:
+            error = exc
+            await report(deps, exc, interaction, reply)
+        finally:
+            elapsed = time.perf_counter() - started
+            deps.metrics.command_latency.labels(command=interaction.kind).observe(elapsed)
+            await audit(deps, interaction, error)
 
 
 async def report(deps: Deps, exc: Exception, interaction: Interaction, reply: Reply) -> None:
@@ -113,10 +143,19 @@ async def audit(deps: Deps, interaction: Interaction, error: BaseException | Non
 
 
 async def audit_only(
-    deps: Deps, *, kind: str, actor: str, target: str, correlation_id: str,
+    deps: Deps,
+    *,
+    delivery: str | None,
+    kind: str,
+    actor: str,
+    target: str,
+    correlation_id: str,
     parameters: dict[str, Any],
 ) -> None:
     """Audit an interaction that asks nothing of the bot yet (for example a stray reaction)."""
-    interaction = Interaction(kind=kind, actor=actor, correlation_id=correlation_id,
-                              target=target, parameters=parameters)
-    await audit(deps, interaction, None)
+    interaction = Interaction(
+        kind=kind, actor=actor, correlation_id=correlation_id, target=target, parameters=parameters
+    )
+    async with deps.inflight.track():
+        if await first_delivery(deps, delivery):
+            await audit(deps, interaction, None)

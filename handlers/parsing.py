@@ -82,8 +82,10 @@ def _env(model: str, envs: Sequence[str], args: Sequence[str], ctx: Ctx) -> str:
     if not args:
         ctx.fail(f"{ctx.where} needs an environment of `{model}`: {choices(envs)}.")
     if args[0] not in envs:
-        ctx.fail(f"Unknown environment `{show(args[0])}` for `{model}`; its environments: "
-                 f"{choices(envs)}.")
+        ctx.fail(
+            f"Unknown environment `{show(args[0])}` for `{model}`; its environments: "
+            f"{choices(envs)}."
+        )
     return args[0]
 
 
@@ -125,8 +127,10 @@ def _train_run(model: str, action: str, args: Sequence[str], ctx: Ctx) -> TrainI
 
 def _train_start(model: str, args: Sequence[str], ctx: Ctx) -> TrainStart:
     if args and "=" not in args[0]:
-        ctx.fail(f"`{show(args[0])}` is not a subcommand of `/train {model}`; valid: "
-                 f"{choices(_TRAIN_RUN)} with a run number, or `key=value` options.")
+        ctx.fail(
+            f"`{show(args[0])}` is not a subcommand of `/train {model}`; valid: "
+            f"{choices(_TRAIN_RUN)} with a run number, or `key=value` options."
+        )
     values, _ = options(args, ctx, keys=None)
     ref, dataset, gpus = (values.pop(key, None) for key in ("ref", "dataset", "gpus"))
     expected = "1-128 of `A-Za-z0-9_.:/+-`"

@@ -32,9 +32,7 @@ def transcript_out() -> io.StringIO:
 
 
 @pytest.fixture
-def console(
-    sandbox: Sandbox, http: aiohttp.ClientSession, transcript_out: io.StringIO
-) -> Console:
+def console(sandbox: Sandbox, http: aiohttp.ClientSession, transcript_out: io.StringIO) -> Console:
     names = {p.id: p.name for p in PEOPLE} | {"U0BOT": "mlops-bot"}
     transcript = Transcript(transcript_out, names, sandbox.slack.workspace.channels)
     console = Console(sandbox.url, SIGNING_SECRET, sandbox.slack, transcript, http)

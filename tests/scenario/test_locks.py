@@ -11,8 +11,9 @@ def replies_to(sandbox: Sandbox, user: str) -> list[str]:
 
 
 def cards_in(sandbox: Sandbox, channel: str) -> list[str]:
-    return [m.text for m in sandbox.slack.messages
-            if m.channel == channel and m.ephemeral_to is None]
+    return [
+        m.text for m in sandbox.slack.messages if m.channel == channel and m.ephemeral_to is None
+    ]
 
 
 async def test_lock_conflict_button_and_unlock(console: Console, sandbox: Sandbox) -> None:

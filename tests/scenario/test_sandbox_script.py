@@ -12,7 +12,11 @@ ROOT = Path(__file__).resolve().parents[2]
 def run_script(path: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "bot", "sandbox", "--script", str(path)],
-        capture_output=True, text=True, timeout=120, cwd=ROOT, check=False,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        check=False,
     )
 
 

@@ -16,19 +16,33 @@ from bot.store import Store
 from tests.helpers import eventually
 
 
-def command_body(sandbox: Sandbox, text: str, *, user: str = "U0ALICE",
-                 trigger: str = "t-1", command: str = "/deploy") -> str:
-    return urllib.parse.urlencode({
-        "team_id": "T0SANDBOX", "channel_id": "C0SANDBOX", "user_id": user,
-        "command": command, "text": text, "trigger_id": trigger,
-        "response_url": sandbox.slack.new_response_url(channel="C0SANDBOX", user=user),
-    })
+def command_body(
+    sandbox: Sandbox,
+    text: str,
+    *,
+    user: str = "U0ALICE",
+    trigger: str = "t-1",
+    command: str = "/deploy",
+) -> str:
+    return urllib.parse.urlencode(
+        {
+            "team_id": "T0SANDBOX",
+            "channel_id": "C0SANDBOX",
+            "user_id": user,
+            "command": command,
+            "text": text,
+            "trigger_id": trigger,
+            "response_url": sandbox.slack.new_response_url(channel="C0SANDBOX", user=user),
+        }
+    )
 
 
-async def post(http: aiohttp.ClientSession, sandbox: Sandbox, body: str,
-               headers: dict[str, str]) -> aiohttp.ClientResponse:
-    async with http.post(f"{sandbox.url}/slack/events", data=body.encode(),
-                         headers=headers) as response:
+async def post(
+    http: aiohttp.ClientSession, sandbox: Sandbox, body: str, headers: dict[str, str]
+) -> aiohttp.ClientResponse:
+    async with http.post(
+        f"{sandbox.url}/slack/events", data=body.encode(), headers=headers
+    ) as response:
         await response.read()
         return response
 
@@ -82,9 +96,17 @@ async def test_retried_event_has_one_effect(sandbox: Sandbox, http: aiohttp.Clie
 async def test_repeated_reaction_event_id_is_audited_once(
     sandbox: Sandbox, http: aiohttp.ClientSession
 ) -> None:
-    event = {"type": "event_callback", "team_id": "T0SANDBOX", "event_id": "Ev0001",
-             "event": {"type": "reaction_added", "user": "U0BOB", "reaction": "eyes",
-                       "item": {"type": "message", "channel": "C0FRAUD", "ts": "1.2"}}}
+    event = {
+        "type": "event_callback",
+        "team_id": "T0SANDBOX",
+        "event_id": "Ev0001",
+        "event": {
+            "type": "reaction_added",
+            "user": "U0BOB",
+            "reaction": "eyes",
+            "item": {"type": "message", "channel": "C0FRAUD", "ts": "1.2"},
+        },
+    }
     body = json.dumps(event)
     for retry in ("", "1"):
         headers = signed_headers(SIGNING_SECRET, body, content_type="application/json")

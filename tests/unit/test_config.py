@@ -31,15 +31,20 @@ def test_every_problem_is_reported_at_once() -> None:
     data = {
         "server": {"port": 70000},
         "slack": {"bot_tokn": "xoxb-typo"},
-        "models": {"fraud": {"channel": "not a channel!", "training": {"backend": "slurm"},
-                            "roles": {"superuser": ["U0ALICE"]},
-                            "environments": {"prod": {"approvers": ["bob"]}}}},
+        "models": {
+            "fraud": {
+                "channel": "not a channel!",
+                "training": {"backend": "slurm"},
+                "roles": {"superuser": ["U0ALICE"]},
+                "environments": {"prod": {"approvers": ["bob"]}},
+            }
+        },
     }
     assert issues_of(data) == [
         "slack.bot_tokn: unknown key; valid keys here: api_url, app_token, bot_token, "
         "signing_secret, timeout_seconds",
         "server.port: must be an integer >= 0 and <= 65535, got 70000",
-        'models.fraud.channel: must be a channel id (C...) or a channel name like #ml-fraud, '
+        "models.fraud.channel: must be a channel id (C...) or a channel name like #ml-fraud, "
         'got "not a channel!"',
         'models.fraud.training.backend: must be one of gitlab, kubernetes, got "slurm"',
         "models.fraud.environments.prod.approvers[0]: must be a Slack user id (U... or W...) "
@@ -52,7 +57,7 @@ def test_every_problem_is_reported_at_once() -> None:
 def test_references_between_environments_are_checked() -> None:
     data = model(environments={"stg": {}, "prod": {"requires": "qa", "approvals": 1}})
     assert issues_of(data) == [
-        'models.fraud.environments.prod.requires: must name another environment of fraud '
+        "models.fraud.environments.prod.requires: must name another environment of fraud "
         '(stg), got "qa"',
         "models.fraud.environments.prod.approvers: 1 approval(s) needed but no approvers "
         "are listed",
@@ -66,8 +71,11 @@ def test_missing_required_key() -> None:
 def test_environment_wins_over_the_file_and_secrets_stay_hidden(tmp_path: Path) -> None:
     file = tmp_path / "bot.yaml"
     file.write_text("slack:\n  api_url: http://127.0.0.1:1/api/\nstore:\n  url: sqlite:///x.db\n")
-    env = {"SLACK_BOT_TOKEN": "xoxb-very-secret", "MLOPS_BOT_STORE_URL": "sqlite:///y.db",
-           "MLOPS_BOT_PORT": "8080"}
+    env = {
+        "SLACK_BOT_TOKEN": "xoxb-very-secret",
+        "MLOPS_BOT_STORE_URL": "sqlite:///y.db",
+        "MLOPS_BOT_PORT": "8080",
+    }
     settings = load_settings(file, env)
     assert settings.store_url == "sqlite:///y.db"
     assert settings.server.port == 8080

@@ -71,8 +71,10 @@ def check_shape(message: str, command: str) -> str:
             "fraud ref=main dataset=v7 gpus=2 lr=0.01 epochs=10",
             TrainStart("fraud", "main", "v7", 2, {"lr": "0.01", "epochs": "10"}),
         ),
-        ("  churn-v2    ref=feature/x-1   batch.size=32 ", TrainStart(
-            "churn-v2", ref="feature/x-1", params={"batch.size": "32"})),
+        (
+            "  churn-v2    ref=feature/x-1   batch.size=32 ",
+            TrainStart("churn-v2", ref="feature/x-1", params={"batch.size": "32"}),
+        ),
         ("fraud ref=0123abc", TrainStart("fraud", ref="0123abc")),
         ("fraud dataset=s3://bucket/v7:2+x", TrainStart("fraud", dataset="s3://bucket/v7:2+x")),
         ("fraud gpus=64", TrainStart("fraud", gpus=64)),
@@ -247,7 +249,7 @@ def test_deploy_parses(text: str, expected: object) -> None:
         (f'fraud lock prod reason="{"x" * 301}"', ["301", "300"]),
         ('fraud lock prod reason="a\nb"', ["one line"]),
         ('fraud lock prod reason="a\u202eb"', ["control characters"]),
-        ("fraud lock prod reason=\"oops", ["unbalanced quote"]),
+        ('fraud lock prod reason="oops', ["unbalanced quote"]),
         ("fraud ab prod", ["Missing A/B action", "`start`", "`set`", "`promote`", "`abort`"]),
         ("fraud ab prod go", ["`go`", "`start`", "`status`", "help ab"]),
         ("fraud ab qa start", ["Unknown environment `qa`"]),
@@ -287,8 +289,25 @@ def test_subcommands_shadow_environments_of_the_same_name() -> None:
         ("train", ["ref=", "dataset=", "gpus=", "status", "cancel", "logs", "list", "help"]),
         (
             "deploy",
-            ["run=", "image=", "force", "diff", "rollback", "history", "status", "lock",
-             "unlock", "ab", "start", "set", "promote", "abort", "freeze", "unfreeze", "help"],
+            [
+                "run=",
+                "image=",
+                "force",
+                "diff",
+                "rollback",
+                "history",
+                "status",
+                "lock",
+                "unlock",
+                "ab",
+                "start",
+                "set",
+                "promote",
+                "abort",
+                "freeze",
+                "unfreeze",
+                "help",
+            ],
         ),
     ],
 )
@@ -306,8 +325,20 @@ def test_usage_of_an_unknown_command_is_a_programming_error() -> None:
 
 @pytest.mark.parametrize(
     "ref",
-    ["main", "feature/x-1", "v1.2.3", "release-2024.01", "abc1234", "0" * 40, "a" * 255,
-     "HEAD", "a@b", "caf\u00e9", "x.lockx", "a/b.c"],
+    [
+        "main",
+        "feature/x-1",
+        "v1.2.3",
+        "release-2024.01",
+        "abc1234",
+        "0" * 40,
+        "a" * 255,
+        "HEAD",
+        "a@b",
+        "caf\u00e9",
+        "x.lockx",
+        "a/b.c",
+    ],
 )
 def test_valid_refs(ref: str) -> None:
     assert is_valid_ref(ref)
@@ -315,9 +346,35 @@ def test_valid_refs(ref: str) -> None:
 
 @pytest.mark.parametrize(
     "ref",
-    ["", "@", "a..b", "a@{b", "a b", "a~b", "a^b", "a:b", "a?b", "a*b", "a[b", "a\\b", "a/",
-     "a.", "a.lock", "x/y.lock/z", "a//b", ".a", "a/.b", "/a", "-x", "a" * 256, "a\x00b",
-     "a\x7fb", "a\tb", "a\u00a0b", "a\u2028b"],
+    [
+        "",
+        "@",
+        "a..b",
+        "a@{b",
+        "a b",
+        "a~b",
+        "a^b",
+        "a:b",
+        "a?b",
+        "a*b",
+        "a[b",
+        "a\\b",
+        "a/",
+        "a.",
+        "a.lock",
+        "x/y.lock/z",
+        "a//b",
+        ".a",
+        "a/.b",
+        "/a",
+        "-x",
+        "a" * 256,
+        "a\x00b",
+        "a\x7fb",
+        "a\tb",
+        "a\u00a0b",
+        "a\u2028b",
+    ],
 )
 def test_invalid_refs(ref: str) -> None:
     assert not is_valid_ref(ref)

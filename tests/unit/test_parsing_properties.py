@@ -43,8 +43,25 @@ FAST = settings(max_examples=300, deadline=None)
 CATALOG = Catalog({"fraud": ["stg", "prod"], "churn-v2": ["dev", "stg", "prod"], "reco.x": ["qa"]})
 ENVS = sorted({env for envs in CATALOG.models.values() for env in envs})
 KEYWORDS = [
-    "help", "list", "gpus", "status", "cancel", "logs", "diff", "rollback", "history", "lock",
-    "unlock", "ab", "start", "set", "promote", "abort", "freeze", "unfreeze", "force",
+    "help",
+    "list",
+    "gpus",
+    "status",
+    "cancel",
+    "logs",
+    "diff",
+    "rollback",
+    "history",
+    "lock",
+    "unlock",
+    "ab",
+    "start",
+    "set",
+    "promote",
+    "abort",
+    "freeze",
+    "unfreeze",
+    "force",
 ]
 KEYS = ["ref", "dataset", "gpus", "run", "image", "reason", "to", "weight", "lr", "", "k"]
 ODD = "\"'\u201c\u201d\u2018\u2019`\\#=&;<>|$()%@{}[]*?~^:/.\n\t\x00\x7f\u00a0\u202e\u200d é漢🚀"
@@ -120,8 +137,9 @@ _ids = st.integers(1, 10**12 - 1)
 _pcts = st.integers(0, 100)
 _refs = st.one_of(
     st.from_regex(r"[0-9a-f]{7,40}", fullmatch=True),
-    st.text(alphabet=st.sampled_from("abcXYZ019/._-@{}!#'\"<>&é"), min_size=1, max_size=40)
-    .filter(is_valid_ref),
+    st.text(alphabet=st.sampled_from("abcXYZ019/._-@{}!#'\"<>&é"), min_size=1, max_size=40).filter(
+        is_valid_ref
+    ),
 )
 _param_keys = st.from_regex(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}", fullmatch=True).filter(
     lambda key: key not in {"ref", "dataset", "gpus"}
@@ -156,10 +174,13 @@ def train_starts(draw: st.DrawFn) -> TrainStart:
         ref=draw(st.none() | _refs),
         dataset=draw(st.none() | st.from_regex(r"[A-Za-z0-9_.:/+-]{1,128}", fullmatch=True)),
         gpus=draw(st.none() | st.integers(1, 64)),
-        params=draw(st.dictionaries(
-            _param_keys, st.from_regex(r"[A-Za-z0-9_.,:/+=@%-]{1,256}", fullmatch=True),
-            max_size=4,
-        )),
+        params=draw(
+            st.dictionaries(
+                _param_keys,
+                st.from_regex(r"[A-Za-z0-9_.,:/+=@%-]{1,256}", fullmatch=True),
+                max_size=4,
+            )
+        ),
     )
 
 
@@ -177,9 +198,7 @@ def test_train_start_round_trips(intent: TrainStart, rnd: Any) -> None:
 
 
 @FAST
-@given(
-    st.sampled_from([TrainStatus, TrainCancel, TrainLogs]), _models, _ids, st.booleans()
-)
+@given(st.sampled_from([TrainStatus, TrainCancel, TrainLogs]), _models, _ids, st.booleans())
 def test_train_run_commands_round_trip(kind: Any, model: str, run: int, hashed: bool) -> None:
     verb = {TrainStatus: "status", TrainCancel: "cancel", TrainLogs: "logs"}[kind]
     assert parse_train(render(model, verb, _run_token(run, hashed)), CATALOG) == kind(model, run)
@@ -203,8 +222,11 @@ def deploy_intents(draw: st.DrawFn) -> tuple[DeployIntent, list[str]]:
     model, env = draw(model_envs())
     run, image, hashed = draw(st.none() | _ids), draw(st.none() | _images), draw(st.booleans())
     run_or_image = draw(st.sampled_from(["run", "image", "neither"]))
-    target = {"run": [f"run={_run_token(run, hashed)}"] if run else [],
-              "image": [f"image={image}"] if image else [], "neither": []}[run_or_image]
+    target = {
+        "run": [f"run={_run_token(run, hashed)}"] if run else [],
+        "image": [f"image={image}"] if image else [],
+        "neither": [],
+    }[run_or_image]
     run = run if run_or_image == "run" else None
     image = image if run_or_image == "image" else None
     reason = draw(_reasons)
@@ -232,10 +254,14 @@ def ab_commands(draw: st.DrawFn, model: str, env: str) -> list[tuple[DeployInten
     weights = [f"weight={weight}{'%' if percent else ''}"] if weight is not None else []
     simple = [AbAction.PROMOTE, AbAction.ABORT, AbAction.STATUS]
     return [
-        (AbCommand(model, env, AbAction.START, run=run, weight=weight),
-         [model, "ab", env, "start", *draw(st.permutations([f"run={run}", *weights]))]),
-        (AbCommand(model, env, AbAction.SET, weight=weight or 0),
-         [model, "ab", env, "set", f"{weight or 0}{'%' if percent else ''}"]),
+        (
+            AbCommand(model, env, AbAction.START, run=run, weight=weight),
+            [model, "ab", env, "start", *draw(st.permutations([f"run={run}", *weights]))],
+        ),
+        (
+            AbCommand(model, env, AbAction.SET, weight=weight or 0),
+            [model, "ab", env, "set", f"{weight or 0}{'%' if percent else ''}"],
+        ),
         *((AbCommand(model, env, action), [model, "ab", env, action.value]) for action in simple),
     ]
 
@@ -251,21 +277,45 @@ def test_deploy_intents_round_trip(case: tuple[DeployIntent, list[str]]) -> None
 
 # A capital letter is a slot (see _slots); everything else is literal.
 TEMPLATES = [
-    "M ref=R dataset=D gpus=G K=V", "M status N", "M cancel N", "M logs N", "list M", "gpus",
-    "M E run=N image=I force reason=T", "M diff E run=N image=I", "M rollback E to=N",
-    "M history E", "M status E", "M lock E reason=T", "M unlock E", "freeze reason=T",
-    "unfreeze", "M ab E start run=N weight=P", "M ab E set P", "M ab E promote", "M ab E abort",
-    "M ab E status", "help X",
+    "M ref=R dataset=D gpus=G K=V",
+    "M status N",
+    "M cancel N",
+    "M logs N",
+    "list M",
+    "gpus",
+    "M E run=N image=I force reason=T",
+    "M diff E run=N image=I",
+    "M rollback E to=N",
+    "M history E",
+    "M status E",
+    "M lock E reason=T",
+    "M unlock E",
+    "freeze reason=T",
+    "unfreeze",
+    "M ab E start run=N weight=P",
+    "M ab E set P",
+    "M ab E promote",
+    "M ab E abort",
+    "M ab E status",
+    "help X",
 ]
 
 
 def _slots() -> dict[str, st.SearchStrategy[str]]:
     numbers = st.integers(-3, 10**13).map(str)
     return {
-        "M": st.sampled_from(list(CATALOG.models)), "E": st.sampled_from(ENVS),
-        "N": numbers | numbers.map("#{}".format), "R": _refs, "D": st.text(max_size=130),
-        "G": st.integers(-1, 100).map(str), "K": _param_keys, "V": st.text(max_size=260),
-        "I": _images, "T": _reasons, "P": numbers | numbers.map("{}%".format), "X": _value,
+        "M": st.sampled_from(list(CATALOG.models)),
+        "E": st.sampled_from(ENVS),
+        "N": numbers | numbers.map("#{}".format),
+        "R": _refs,
+        "D": st.text(max_size=130),
+        "G": st.integers(-1, 100).map(str),
+        "K": _param_keys,
+        "V": st.text(max_size=260),
+        "I": _images,
+        "T": _reasons,
+        "P": numbers | numbers.map("{}%".format),
+        "X": _value,
     }
 
 

@@ -1,0 +1,124 @@
+"""The mlops-bot command as an operator runs it: check-config, migrate, audit, serve."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SECRET = "xoxb-1234-do-not-print-me"
+
+
+def run(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MLOPS_BOT_"))}
+    return subprocess.run(
+        [sys.executable, "-m", "bot", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=base | (env or {}),
+        check=False,
+    )
+
+
+def test_check_config_accepts_the_sample() -> None:
+    result = run(
+        "--config",
+        "bot/sandbox/sample-config.yaml",
+        "check-config",
+        env={"SLACK_BOT_TOKEN": SECRET, "SLACK_SIGNING_SECRET": "shh-signing"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert "configuration is valid: models churn, fraud; Slack: HTTP" in result.stdout
+    assert SECRET not in result.stdout + result.stderr
+
+
+def test_check_config_reports_every_error_and_exits_1(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "models:\n  fraud:\n    channel: '#ml-fraud'\n    environments:\n"
+        "      prod: {approvals: two}\n  churn: {}\n"
+        f"gitlab:\n  token: [{SECRET}]\n"
+    )
+    result = run("--config", str(bad), "check-config", env={"SLACK_BOT_TOKEN": SECRET})
+    assert result.returncode == 1
+    assert result.stderr.splitlines() == [
+        "gitlab.token: must be a string, got (hidden)",
+        'models.fraud.environments.prod.approvals: must be an integer >= 0, got "two"',
+        "models.churn.channel: is required",
+        "3 problem(s) in the configuration",
+    ]
+    assert SECRET not in result.stdout + result.stderr
+
+
+def test_serve_refuses_an_invalid_config_with_the_same_messages(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("server: {port: high}\n")
+    result = run("--config", str(bad), "serve")
+    assert result.returncode == 1
+    assert 'server.port: must be an integer >= 0 and <= 65535, got "high"' in result.stderr
+
+
+def test_serve_refuses_an_unmigrated_store_then_migrate_fixes_it(tmp_path: Path) -> None:
+    env = {
+        "MLOPS_BOT_STORE_URL": f"sqlite:///{tmp_path / 'bot.db'}",
+        "SLACK_BOT_TOKEN": SECRET,
+        "SLACK_SIGNING_SECRET": "shh-signing",
+        "MLOPS_BOT_PORT": "0",
+    }
+    refused = run("serve", env=env)
+    assert refused.returncode == 1
+    assert "run `mlops-bot migrate`" in refused.stderr
+    migrated = run("migrate", env=env)
+    assert migrated.returncode == 0
+    assert "store schema at version" in migrated.stdout
+    assert SECRET not in refused.stderr + migrated.stdout + migrated.stderr
+
+
+def test_audit_prints_lines_and_json(tmp_path: Path) -> None:
+    db = tmp_path / "bot.db"
+    env = {"MLOPS_BOT_STORE_URL": f"sqlite:///{db}"}
+    assert run("migrate", env=env).returncode == 0
+    seeded = subprocess.run(
+        [sys.executable, "-c", SEED.format(db=str(db))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=ROOT,
+        check=False,
+    )
+    assert seeded.returncode == 0, seeded.stderr
+    lines = run("audit", "--model", "fraud", env=env)
+    assert lines.returncode == 0, lines.stderr
+    assert "U0ALICE" in lines.stdout and "deploy.lockenv" in lines.stdout
+    assert "churn" not in lines.stdout
+    as_json = run("audit", "--json", "--since", "1h", env=env)
+    rows = [json.loads(line) for line in as_json.stdout.splitlines()]
+    assert [(r["actor"], r["outcome"]) for r in rows] == [("U0ALICE", "ok"), ("U0BOB", "denied")]
+    bad_since = run("audit", "--since", "yesterday", env=env)
+    assert bad_since.returncode == 1
+    assert "use an ISO time" in bad_since.stderr
+
+
+SEED = """
+import asyncio
+from bot.clock import utcnow
+from bot.domain import AuditEvent, Outcome
+from bot.store import Store
+
+async def main():
+    store = Store.from_url("sqlite:///{db}")
+    for actor, model, action, outcome in (("U0ALICE", "fraud", "deploy.lockenv", Outcome.OK),
+                                          ("U0BOB", "churn", "deploy.unlockenv", Outcome.DENIED)):
+        await store.record_audit(AuditEvent(actor=actor, action=action, target=model + "/prod",
+            outcome=outcome, correlation_id="c1", at=utcnow(), model=model))
+    await store.close()
+
+asyncio.run(main())
+"""
