@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -14,8 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from bot.domain import AuditEvent, CardRef, Freeze, Lock
 from bot.errors import Conflict
 from bot.store import migrations, rows, schema
-from bot.store.engine import IMMEDIATE, build_engine, normalize_url
-from bot.store.errors import StoreNotReady, StoreTimeout
+from bot.store.db import Database
+from bot.store.engine import build_engine, normalize_url
+from bot.store.errors import StoreNotReady
 
 PING_TIMEOUT = 2.0
 MIGRATION_TIMEOUT = 120.0
@@ -33,9 +32,12 @@ class Store:
     """Every query the bot runs; each one bounded by ``timeout`` seconds."""
 
     def __init__(self, engine: AsyncEngine, *, timeout: float = 10.0) -> None:
+        self.db = Database(engine, timeout=timeout)
         self._engine = engine
-        self._writer = engine.execution_options(**{IMMEDIATE: True})
         self._timeout = timeout
+        self._read = self.db.read
+        self._write = self.db.write
+        self._insert = self.db.insert
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 10.0) -> Store:
@@ -44,36 +46,6 @@ class Store:
 
     async def close(self) -> None:
         await self._engine.dispose()
-
-    # -- plumbing ---------------------------------------------------------------------------
-
-    @asynccontextmanager
-    async def _bounded(self, seconds: float) -> AsyncIterator[None]:
-        try:
-            async with asyncio.timeout(seconds):
-                yield
-        except TimeoutError:
-            raise StoreTimeout(f"the database did not answer within {seconds:g} s") from None
-        except sa.exc.OperationalError as err:
-            if "database is locked" not in str(err.orig):
-                raise
-            raise StoreTimeout(f"the database stayed locked for {seconds:g} s") from None
-
-    @asynccontextmanager
-    async def _read(self) -> AsyncIterator[AsyncConnection]:
-        async with self._bounded(self._timeout), self._engine.connect() as conn:
-            yield conn
-
-    @asynccontextmanager
-    async def _write(self, seconds: float | None = None) -> AsyncIterator[AsyncConnection]:
-        """One transaction; on SQLite it holds the write lock from its first statement."""
-        async with self._bounded(seconds or self._timeout), self._writer.begin() as conn:
-            yield conn
-
-    def _insert(self, table: sa.Table) -> Insert:
-        if self._engine.dialect.name == "postgresql":
-            return postgresql.insert(table)
-        return sqlite.insert(table)
 
     # -- schema -----------------------------------------------------------------------------
 

@@ -1,0 +1,58 @@
+"""The connection plumbing every repository shares: bounded reads, write transactions, upserts."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from bot.store.engine import IMMEDIATE
+from bot.store.errors import StoreTimeout
+
+Insert = postgresql.Insert | sqlite.Insert
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Database:
+    """An engine plus the one way to run a bounded read or a write transaction on it."""
+
+    def __init__(self, engine: AsyncEngine, *, timeout: float) -> None:
+        self.engine = engine
+        self.writer = engine.execution_options(**{IMMEDIATE: True})
+        self.timeout = timeout
+
+    @asynccontextmanager
+    async def bounded(self, seconds: float) -> AsyncIterator[None]:
+        try:
+            async with asyncio.timeout(seconds):
+                yield
+        except TimeoutError:
+            raise StoreTimeout(f"the database did not answer within {seconds:g} s") from None
+        except sa.exc.OperationalError as err:
+            if "database is locked" not in str(err.orig):
+                raise
+            raise StoreTimeout(f"the database stayed locked for {seconds:g} s") from None
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        async with self.bounded(self.timeout), self.engine.connect() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def write(self, seconds: float | None = None) -> AsyncIterator[AsyncConnection]:
+        """One transaction; on SQLite it holds the write lock from its first statement."""
+        async with self.bounded(seconds or self.timeout), self.writer.begin() as conn:
+            yield conn
+
+    def insert(self, table: sa.Table) -> Insert:
+        if self.engine.dialect.name == "postgresql":
+            return postgresql.insert(table)
+        return sqlite.insert(table)
