@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from bot.config_errors import describe_validation_error, semantic_issues
+from bot.config_webhooks import WebhookSettings
 from bot.domain import Role
 from bot.errors import ConfigError
 
@@ -32,6 +33,7 @@ ENV_KEYS: dict[str, tuple[str, ...]] = {
     "SLACK_API_URL": ("slack", "api_url"),
     "GITLAB_URL": ("gitlab", "url"),
     "GITLAB_TOKEN": ("gitlab", "token"),
+    "GITLAB_WEBHOOK_SECRET": ("webhooks", "secret"),
     "AWS_REGION": ("aws", "region"),
     "AWS_ENDPOINT_URL": ("aws", "endpoint_url"),
     "MLOPS_BOT_STORE_URL": ("store", "url"),
@@ -127,6 +129,7 @@ class Settings(Strict):
     server: ServerSettings = Field(default_factory=ServerSettings)
     notifier: NotifierSettings = Field(default_factory=NotifierSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     roles: RoleBindings = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
 
@@ -141,6 +144,8 @@ class Settings(Strict):
         """Every secret value, so that output can be scrubbed of them."""
         values = [self.slack.bot_token, self.slack.signing_secret, self.slack.app_token]
         values.append(self.gitlab.token)
+        values.append(self.webhooks.secret)
+        values.extend(self.webhooks.project_secrets.values())
         return [v.get_secret_value() for v in values if v is not None]
 
 

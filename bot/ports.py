@@ -154,3 +154,11 @@ class ObjectStore(Protocol):
     """S3 (or compatible), implemented by integrations.aws.S3Objects."""
 
     async def read(self, bucket: str, key: str) -> bytes | None: ...
+
+
+class TrainingEvents(Protocol):
+    """Lets CI results hand a pipeline that a /train run started to the training service."""
+
+    async def pipeline_changed(self, project: str, pipeline: PipelineStatus) -> bool:
+        """True when the pipeline belongs to a run (whose card then shows it)."""
+        ...
