@@ -6,7 +6,10 @@ The only module that imports everything; nothing is built at import time.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import structlog
@@ -19,13 +22,24 @@ from bot.inflight import InFlight
 from bot.logs import SecretScrubber
 from bot.metrics import Metrics
 from bot.notifier import Notifier
+from bot.ports import Cluster, ObjectStore, Pipelines
 from bot.server import build_web_app
 from bot.services.access import Access
 from bot.services.cards import Cards
+from bot.services.ci_results import CiResults, JobLogs, NoTraining
+from bot.services.followers import JobWatchers, PipelinePoller, Supervisor
 from bot.services.locks import Locks
+from bot.services.run_progress import RunProgress
+from bot.services.training import Training
 from bot.store import Store
-from handlers import actions, commands, middleware, reactions
+from bot.store.ci_states import CiStates
+from bot.store.write_gate import GatedCardStore
+from bot.worker import Worker
+from handlers import actions, commands, middleware, reactions, webhooks
 from handlers.deps import Deps
+from integrations.aws import S3Objects, aws_client
+from integrations.gitlab import GitLabPipelines
+from integrations.kubernetes import KubernetesCluster
 from integrations.slack import SlackDirectory, build_web_client
 
 log = structlog.get_logger(__name__)
@@ -47,7 +61,10 @@ class Bot:
     runner: web.AppRunner | None = None
     socket_handler: Any = None
     url: str = ""
-    closers: list[Any] = field(default_factory=list)
+    followers: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
+    supervisor: Supervisor = field(default_factory=Supervisor)
+    backends: Backends | None = None
+    worker: Worker | None = None
 
 
 def slack_client(settings: Settings, metrics: Metrics) -> AsyncWebClient:
@@ -58,6 +75,95 @@ def slack_client(settings: Settings, metrics: Metrics) -> AsyncWebClient:
         timeout=settings.slack.timeout_seconds,
         metrics=metrics,
     )
+
+
+@dataclass(frozen=True)
+class Backends:
+    pipelines: Pipelines | None
+    cluster: Cluster | None
+    objects: ObjectStore | None
+
+
+def uses(settings: Settings, backend: str) -> bool:
+    return any(m.training.backend == backend for m in settings.models.values())
+
+
+async def build_backends(settings: Settings) -> Backends:
+    """The adapters the configured models need; each builds its client without network I/O."""
+    gitlab = settings.gitlab
+    pipelines = None
+    if uses(settings, "gitlab") and (gitlab.token or gitlab.trigger_tokens):
+        pipelines = GitLabPipelines.from_settings(
+            url=gitlab.url,
+            token=gitlab.token.get_secret_value() if gitlab.token else None,
+            timeout=gitlab.timeout_seconds,
+            trigger_tokens={k: v.get_secret_value() for k, v in gitlab.trigger_tokens.items()},
+        )
+    cluster = None
+    if uses(settings, "kubernetes"):
+        cluster = await KubernetesCluster.from_kubeconfig(
+            settings.kubernetes.kubeconfig or str(Path.home() / ".kube" / "config"),
+            request_timeout=settings.kubernetes.timeout_seconds,
+        )
+    objects = None
+    if any(m.training.kubernetes.metrics_bucket for m in settings.models.values()):
+        objects = S3Objects(
+            aws_client(
+                "s3",
+                region=settings.aws.region,
+                endpoint_url=settings.aws.endpoint_url,
+                timeout=settings.aws.timeout_seconds,
+            )
+        )
+    return Backends(pipelines, cluster, objects)
+
+
+def followers(
+    settings: Settings, store: Store, backends: Backends, progress: RunProgress
+) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
+    """The background loops that follow active runs: one GitLab poller, one watch per
+    namespace. With webhooks configured the poller only backs them up, slowly."""
+    loops: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+    if backends.pipelines is not None:
+        training = settings.training
+        every = training.webhook_poll_seconds if settings.webhooks.secret else training.poll_seconds
+        poller = PipelinePoller(
+            store,
+            backends.pipelines,
+            progress,
+            every=every,
+            max_every=max(every, training.poll_max_seconds),
+        )
+        loops.append(("gitlab-poller", poller.run))
+    if backends.cluster is not None:
+        namespaces = sorted(
+            {
+                m.training.kubernetes.namespace
+                for m in settings.models.values()
+                if m.training.backend == "kubernetes"
+            }
+        )
+        watchers = JobWatchers(backends.cluster, progress, namespaces)
+        loops += [
+            (f"watch-{ns}", loop) for ns, loop in zip(namespaces, watchers.loops(), strict=True)
+        ]
+    return loops
+
+
+def build_ci(
+    settings: Settings, store: Store, notifier: Notifier, logs: JobLogs | None
+) -> tuple[Worker, list[web.RouteDef]]:
+    """GitLab webhook intake (/gitlab/webhook) and the worker that posts CI results after the
+    200. Pipelines of /train runs: pass the training service's TrainingEvents instead of
+    NoTraining; the accuracy table: pass an AccuracyReports to CiResults."""
+    hooks, gate = settings.webhooks, store.inbox.gate
+    cards = Cards(GatedCardStore(store, gate), notifier)  # CI cards yield to webhook acks
+    states = CiStates(store.db, gate)
+    results = CiResults(hooks, cards, notifier, states, training=NoTraining(), logs=logs)
+    retention = timedelta(hours=hooks.retention_hours)
+    worker = Worker(store.inbox, results, settle=notifier.flush, retention=retention)
+    intake = webhooks.WebhookIntake(hooks, store.inbox, worker.wake)
+    return worker, webhooks.routes(intake)
 
 
 def build_bolt(settings: Settings, client: AsyncWebClient) -> AsyncApp:
@@ -73,8 +179,9 @@ def build_bolt(settings: Settings, client: AsyncWebClient) -> AsyncApp:
     )
 
 
-def build(settings: Settings, scrubber: SecretScrubber | None = None) -> Bot:
-    """Wire every piece; does no I/O (the store connects lazily, Slack on first request)."""
+async def build(settings: Settings, scrubber: SecretScrubber | None = None) -> Bot:
+    """Wire every piece; no network I/O (the store connects lazily, Slack on first request;
+    only reading a kubeconfig file happens here)."""
     metrics = Metrics()
     store = Store.from_url(settings.store_url, timeout=settings.store.timeout_seconds)
     client = slack_client(settings, metrics)
@@ -83,7 +190,13 @@ def build(settings: Settings, scrubber: SecretScrubber | None = None) -> Bot:
     )
     directory = SlackDirectory(client, ttl=settings.policy.group_cache_seconds)
     access = Access(settings, directory)
-    locks = Locks(settings, store, access, Cards(store, notifier))
+    cards = Cards(store, notifier)
+    locks = Locks(settings, store, access, cards)
+    backends = await build_backends(settings)
+    progress = RunProgress(
+        settings, store, cards, backends.pipelines, backends.cluster, backends.objects
+    )
+    training = Training(settings, store, access, progress, backends.pipelines, backends.cluster)
     deps = Deps(
         settings=settings,
         store=store,
@@ -92,6 +205,7 @@ def build(settings: Settings, scrubber: SecretScrubber | None = None) -> Bot:
         scrubber=scrubber or SecretScrubber(settings.secrets()),
         access=access,
         locks=locks,
+        training=training,
         inflight=InFlight(),
     )
     bolt = build_bolt(settings, client)
@@ -100,13 +214,19 @@ def build(settings: Settings, scrubber: SecretScrubber | None = None) -> Bot:
     actions.register(bolt, deps)
     reactions.register(bolt, deps)
     web_bolt = None if settings.slack.socket_mode else bolt
-    web_app = build_web_app(web_bolt, store, metrics)
-    return Bot(settings, store, metrics, client, notifier, bolt, web_app, deps)
+    worker, ci_routes = build_ci(settings, store, notifier, backends.pipelines)
+    web_app = build_web_app(web_bolt, store, metrics, extra=ci_routes)
+    bot = Bot(settings, store, metrics, client, notifier, bolt, web_app, deps, worker=worker)
+    bot.followers = followers(settings, store, backends, progress)
+    bot.backends = backends
+    return bot
 
 
 async def start(bot: Bot, *, host: str | None = None, port: int | None = None) -> str:
     """Check the store, then serve HTTP (and connect Socket Mode when configured)."""
     await bot.store.ensure_current()
+    if bot.worker is not None:
+        bot.worker.start()
     bot.runner = web.AppRunner(bot.web_app, access_log=None)
     await bot.runner.setup()
     site = web.TCPSite(
@@ -117,6 +237,8 @@ async def start(bot: Bot, *, host: str | None = None, port: int | None = None) -
     await site.start()
     bound = bot.runner.addresses[0]
     bot.url = f"http://{bound[0]}:{bound[1]}"
+    for name, loop in bot.followers:
+        bot.supervisor.start(name, loop)
     if bot.settings.slack.socket_mode:
         await connect_socket_mode(bot)
     log.info("bot_started", url=bot.url, socket_mode=bot.settings.slack.socket_mode)
@@ -135,14 +257,20 @@ async def connect_socket_mode(bot: Bot) -> None:
 
 async def stop(bot: Bot) -> None:
     """Close in reverse order; each step runs even if an earlier one failed."""
+    await bot.supervisor.stop()
     if bot.socket_handler is not None:
         with contextlib.suppress(Exception):
             await bot.socket_handler.close_async()
     if bot.runner is not None:
         await bot.runner.cleanup()
+    if bot.worker is not None:
+        await bot.worker.stop(grace=SHUTDOWN_GRACE_SECONDS)
     late = await bot.deps.inflight.drain(grace=SHUTDOWN_GRACE_SECONDS)
     if late:
         log.warning("shutdown_cancelled_work", tasks=late)
     with contextlib.suppress(Exception):
         await bot.notifier.close()
+    if bot.backends is not None and isinstance(bot.backends.cluster, KubernetesCluster):
+        with contextlib.suppress(Exception):
+            await bot.backends.cluster.close()
     await bot.store.close()

@@ -69,7 +69,7 @@ async def migrate(settings: Settings) -> int:
 async def serve(settings: Settings) -> int:
     from bot import app as bot_app
 
-    bot = bot_app.build(settings)
+    bot = await bot_app.build(settings)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -15,6 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from bot.config_errors import describe_validation_error, semantic_issues
+from bot.config_training import TrainingConfig, TrainingSettings
 from bot.config_webhooks import WebhookSettings
 from bot.domain import Role
 from bot.errors import ConfigError
@@ -36,6 +37,7 @@ ENV_KEYS: dict[str, tuple[str, ...]] = {
     "GITLAB_WEBHOOK_SECRET": ("webhooks", "secret"),
     "AWS_REGION": ("aws", "region"),
     "AWS_ENDPOINT_URL": ("aws", "endpoint_url"),
+    "KUBECONFIG": ("kubernetes", "kubeconfig"),
     "MLOPS_BOT_STORE_URL": ("store", "url"),
     "MLOPS_BOT_DATA_DIR": ("data_dir",),
     "MLOPS_BOT_HOST": ("server", "host"),
@@ -71,12 +73,21 @@ class SlackSettings(Strict):
 class GitLabSettings(Strict):
     url: str = "https://gitlab.com"
     token: SecretStr | None = None
+    trigger_tokens: dict[str, SecretStr] = Field(default_factory=dict)
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
 
 
 class AwsSettings(Strict):
     region: str = "us-east-1"
     endpoint_url: str | None = None
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
+
+
+class KubernetesSettings(Strict):
+    """How the bot reaches Kubernetes: a kubeconfig file, or in-cluster when unset."""
+
+    kubeconfig: str | None = None
+    timeout_seconds: float = Field(default=10.0, gt=0, le=120)
 
 
 class StoreSettings(Strict):
@@ -104,12 +115,6 @@ class EnvironmentConfig(Strict):
     roles: RoleBindings = Field(default_factory=dict)
 
 
-class TrainingConfig(Strict):
-    backend: Literal["gitlab", "kubernetes"] = "gitlab"
-    max_gpus: int = Field(default=8, ge=0)
-    parameters: list[str] | None = None
-
-
 class ModelConfig(Strict):
     channel: str = Field(pattern=r"^(C[A-Z0-9]{2,}|#?[a-z0-9][a-z0-9_-]{0,79})$")
     gitlab_project: str | None = None
@@ -125,10 +130,12 @@ class Settings(Strict):
     slack: SlackSettings = Field(default_factory=SlackSettings)
     gitlab: GitLabSettings = Field(default_factory=GitLabSettings)
     aws: AwsSettings = Field(default_factory=AwsSettings)
+    kubernetes: KubernetesSettings = Field(default_factory=KubernetesSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     notifier: NotifierSettings = Field(default_factory=NotifierSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
     roles: RoleBindings = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
@@ -144,6 +151,7 @@ class Settings(Strict):
         """Every secret value, so that output can be scrubbed of them."""
         values = [self.slack.bot_token, self.slack.signing_secret, self.slack.app_token]
         values.append(self.gitlab.token)
+        values.extend(self.gitlab.trigger_tokens.values())
         values.append(self.webhooks.secret)
         values.extend(self.webhooks.project_secrets.values())
         return [v.get_secret_value() for v in values if v is not None]

@@ -104,6 +104,8 @@ class Run:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     detail: str = ""
+    project: str | None = None
     metrics: dict[str, float] | None = None
     test_set: str | None = None
+    verdict: dict[str, Any] | None = None
     image: str | None = None

@@ -22,6 +22,7 @@ class Action(StrEnum):
     FREEZE = "deploy.freeze"
     AB_CHANGE = "ab.change"
     AB_ABORT = "ab.abort"
+    OVERRIDE = "admin.override"
 
 
 NEEDED: dict[Action, Role] = {
@@ -37,6 +38,7 @@ NEEDED: dict[Action, Role] = {
     Action.FREEZE: Role.ADMIN,
     Action.AB_CHANGE: Role.DEPLOYER,
     Action.AB_ABORT: Role.DEPLOYER,
+    Action.OVERRIDE: Role.ADMIN,
 }
 
 VERBS: dict[Action, str] = {
@@ -49,9 +51,10 @@ VERBS: dict[Action, str] = {
     Action.DEPLOY_APPROVE: "approve deploys",
     Action.LOCK: "lock environments",
     Action.UNLOCK: "unlock environments",
-    Action.FREEZE: "freeze deploys or lift someone else's lock",
+    Action.FREEZE: "freeze deploys",
     Action.AB_CHANGE: "change A/B splits",
     Action.AB_ABORT: "abort A/B splits",
+    Action.OVERRIDE: "act on someone else's lock or run",
 }
 
 IMPLIES: dict[Role, frozenset[Role]] = {
@@ -121,8 +124,11 @@ def scope_name(model: str | None, env: str | None) -> str:
 def decide(
     settings: Settings, actor: Actor, action: Action, model: str | None, env: str | None = None
 ) -> Decision:
+    """Whether ``actor`` may do ``action`` there; seeing across models needs viewer on one."""
     needed = NEEDED[action]
     allowed = needed in roles_of(settings, actor, model, env)
+    if not allowed and model is None and needed == Role.VIEWER:
+        allowed = any(needed in roles_of(settings, actor, m, None) for m in settings.models)
     return Decision(allowed=allowed, action=action, needed=needed, scope=scope_name(model, env))
 
 

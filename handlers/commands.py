@@ -13,6 +13,7 @@ from bot.policy import Action
 from bot.views import locks as lock_views
 from bot.views.blocks import Message
 from bot.views.replies import info_reply
+from handlers import train_commands
 from handlers.deps import Deps
 from handlers.outcome import Interaction, Reply, acknowledge, delivery_key, handle
 from handlers.parsing import parse_deploy, parse_train, usage
@@ -24,14 +25,6 @@ class Unavailable(BotError):
     kind = "unavailable"
 
 
-TRAIN_ACTIONS: dict[type[Any], Action] = {
-    i.TrainStart: Action.TRAIN_START,
-    i.TrainCancel: Action.TRAIN_CANCEL,
-    i.TrainStatus: Action.TRAIN_VIEW,
-    i.TrainLogs: Action.TRAIN_VIEW,
-    i.TrainList: Action.TRAIN_VIEW,
-    i.TrainGpus: Action.TRAIN_VIEW,
-}
 DEPLOY_ACTIONS: dict[type[Any], Action] = {
     i.DeployStart: Action.DEPLOY_START,
     i.DeployDiff: Action.DEPLOY_VIEW,
@@ -84,14 +77,7 @@ class SlashCommands:
     async def train(self, interaction: Interaction, text: str) -> Message | None:
         intent = parse_train(text, self.deps.catalog)
         note(interaction, "train", intent)
-        if isinstance(intent, i.Help):
-            return info_reply(usage("train"))
-        action = TRAIN_ACTIONS[type(intent)]
-        await self.deps.access.check(interaction.actor, action, getattr(intent, "model", None))
-        raise Unavailable(
-            f"`/train {text.strip()}` is understood, but training runs are not "
-            "available in this version yet."
-        )
+        return await train_commands.dispatch(self.deps.training, interaction.actor, intent)
 
     async def deploy(self, interaction: Interaction, text: str) -> Message | None:
         intent = parse_deploy(text, self.deps.catalog)

@@ -11,6 +11,7 @@ from bot.metrics import Metrics
 from bot.ports import Chat
 from bot.services.access import Access
 from bot.services.locks import Locks
+from bot.services.training import Training
 from bot.store import Store
 from handlers.parsing import Catalog
 
@@ -24,6 +25,7 @@ class Deps:
     scrubber: SecretScrubber
     access: Access
     locks: Locks
+    training: Training
     inflight: InFlight
 
     @property

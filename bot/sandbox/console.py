@@ -8,14 +8,16 @@ import json
 import time
 import urllib.parse
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
-from bot.sandbox.people import HOME_CHANNEL, PEOPLE, Person, by_name
+from bot.sandbox.people import HOME_CHANNEL, PEOPLE, WEBHOOK_SECRET, Person, by_name
 from bot.sandbox.signing import signed_headers
 from bot.sandbox.slack import SlackStandIn
 from bot.sandbox.transcript import Transcript, buttons_of
+from bot.sandbox.webhook_replay import ReplayError, replay
 
 HELP = """console lines:
   /train ... | /deploy ...   send the slash command as the current user
@@ -23,6 +25,7 @@ HELP = """console lines:
   click N | click Label      click a button of the newest message that has buttons
   react :emoji: | unreact :emoji:   react to the newest prompt
   wait N | wait until TEXT   let background work progress (N seconds, or until TEXT shows)
+  webhook FILE               deliver a GitLab webhook payload (JSON file) as GitLab would
   # comment                  ignored
   help | quit"""
 
@@ -46,6 +49,7 @@ class Console:
     channel: str = HOME_CHANNEL
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     last_activity: float = field(default_factory=time.monotonic)
+    webhook_token: str = WEBHOOK_SECRET
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()
@@ -75,6 +79,8 @@ class Console:
             await self.react(rest.strip(), added=word == "react")
         elif word == "wait":
             await self.wait(rest.strip())
+        elif word == "webhook":
+            await self.webhook(rest.strip())
         else:
             raise ConsoleError(f"unknown console line {word!r}; type `help`")
         return True
@@ -207,6 +213,16 @@ class Console:
                     raise ConsoleError(f"the bot answered HTTP {response.status}")
         except aiohttp.ClientError as exc:
             raise ConsoleError(f"the bot did not answer: {exc}") from exc
+
+    async def webhook(self, file: str) -> None:
+        if not file:
+            raise ConsoleError("webhook takes a JSON file, e.g. `webhook pipeline.json`")
+        try:
+            answer = await replay(self.session, self.bot_url, Path(file), self.webhook_token)
+        except ReplayError as exc:
+            raise ConsoleError(str(exc)) from None
+        self.transcript.say(f"(GitLab delivered {answer})")
+        await self.settle()
 
     async def settle(self) -> None:
         """Let the bot finish its reaction to the last line: wait until Slack has been quiet."""

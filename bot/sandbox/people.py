@@ -24,10 +24,17 @@ GROUPS = {
     "S0FRAUDOWNERS": ["U0ALICE", "U0BOB"],
     "S0CHURNOWNERS": ["U0ALICE"],
 }
-CHANNELS = {"C0FRAUD": "ml-fraud", "C0CHURN": "ml-churn", "C0SANDBOX": "sandbox"}
+CHANNELS = {
+    "C0FRAUD": "ml-fraud",
+    "C0CHURN": "ml-churn",
+    "C0SANDBOX": "sandbox",
+    "C0CI": "ci",
+    "C0ALERTS": "ml-alerts",
+}
 HOME_CHANNEL = "C0SANDBOX"
 BOT_TOKEN = "xoxb-sandbox-token"  # noqa: S105 - the stand-in's own, not a real credential
 SIGNING_SECRET = "sandbox-signing-secret"  # noqa: S105 - printed at start on purpose
+WEBHOOK_SECRET = "sandbox-webhook-secret"  # noqa: S105 - matches sample-config.yaml
 
 
 def by_name(name: str) -> Person | None:

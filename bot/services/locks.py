@@ -59,7 +59,7 @@ class Locks:
         if current is None:
             raise NotFound(f"{model}/{env} is not locked.")
         if current.holder != actor:
-            await self.access.check(actor, Action.FREEZE, None)
+            await self.access.check(actor, Action.OVERRIDE, None)
         released = await self.store.release_lock(model, env, holder=current.holder)
         if released is None:
             raise Conflict(

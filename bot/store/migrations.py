@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.store import schema
-from bot.store.versions import v001_initial
+from bot.store.versions import v001_initial, v002_inbox, v003_runs
 
 # Key of the PostgreSQL advisory lock that serialises `migrate` across processes ("mlopsbot").
 _ADVISORY_LOCK_KEY = 0x6D6C6F7073626F74
@@ -28,7 +28,11 @@ class Migration:
     apply: Callable[[AsyncConnection], Awaitable[None]]
 
 
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, v001_initial.DESCRIPTION, v001_initial.apply),)
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, v001_initial.DESCRIPTION, v001_initial.apply),
+    Migration(2, v002_inbox.DESCRIPTION, v002_inbox.apply),
+    Migration(3, v003_runs.DESCRIPTION, v003_runs.apply),
+)
 LATEST = MIGRATIONS[-1].version
 
 

@@ -105,3 +105,63 @@ cards = sa.Table(
     sa.Column("ts", sa.String(64), nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
+
+# The GitLab webhook inbox: one row per delivery key; the worker moves rows out of "pending".
+inbox = sa.Table(
+    "inbox",
+    metadata,
+    sa.Column("id", bigint_pk(), primary_key=True, autoincrement=True),
+    sa.Column("key", sa.String(255), nullable=False),
+    sa.Column("kind", sa.String(64), nullable=False),
+    sa.Column("project", sa.String(255), nullable=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("received_at", UTCDateTime, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("retry_at", UTCDateTime, nullable=True),
+    sa.Column("done_at", UTCDateTime, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.UniqueConstraint("key", name="uq_inbox_key"),
+    sa.Index("ix_inbox_status_id", "status", "id"),
+    sa.Index("ix_inbox_done_at", "done_at"),
+)
+
+# What each CI card shows (a pipeline, merge request or deployment), merged from its events.
+ci_state = sa.Table(
+    "ci_state",
+    metadata,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("state", json_type(), nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False, index=True),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("id", bigint_pk(), primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(255), nullable=False),
+    sa.Column("backend", sa.String(32), nullable=False),
+    sa.Column("state", sa.String(32), nullable=False, index=True),
+    sa.Column("requester", sa.String(255), nullable=False),
+    sa.Column("ref", sa.String(255), nullable=False),
+    sa.Column("sha", sa.String(64), nullable=True),
+    sa.Column("dataset", sa.String(255), nullable=True),
+    sa.Column("gpus", sa.Integer, nullable=False),
+    sa.Column("params", json_type(), nullable=False),
+    sa.Column("project", sa.String(255), nullable=True),
+    sa.Column("pipeline_id", sa.BigInteger, nullable=True),
+    sa.Column("job_name", sa.String(255), nullable=True),
+    sa.Column("namespace", sa.String(255), nullable=True),
+    sa.Column("web_url", sa.Text, nullable=True),
+    sa.Column("stage", sa.String(255), nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=True),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("metrics", json_type(), nullable=True),
+    sa.Column("test_set", sa.String(255), nullable=True),
+    sa.Column("verdict", json_type(), nullable=True),
+    sa.Column("image", sa.Text, nullable=True),
+    sa.Index("ix_runs_model_id", "model", "id"),
+    sa.Index("ix_runs_pipeline", "project", "pipeline_id"),
+)

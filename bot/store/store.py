@@ -15,6 +15,8 @@ from bot.store import migrations, rows, schema
 from bot.store.db import Database
 from bot.store.engine import build_engine, normalize_url
 from bot.store.errors import StoreNotReady
+from bot.store.inbox import Inbox
+from bot.store.runs import Runs
 
 PING_TIMEOUT = 2.0
 MIGRATION_TIMEOUT = 120.0
@@ -33,6 +35,8 @@ class Store:
 
     def __init__(self, engine: AsyncEngine, *, timeout: float = 10.0) -> None:
         self.db = Database(engine, timeout=timeout)
+        self.runs = Runs(self.db)
+        self.inbox = Inbox(self.db)
         self._engine = engine
         self._timeout = timeout
         self._read = self.db.read

@@ -84,7 +84,9 @@ async def test_two_processes_migrating_at_once_both_succeed(store_url: str) -> N
     first, second = Store.from_url(store_url), Store.from_url(store_url)
     try:
         results = await asyncio.gather(first.migrate(), second.migrate())
-        assert sorted(results) == [(0, LATEST), (LATEST, LATEST)]
+        # They take turns per version, so either may apply some of them; both end current.
+        assert min(start for start, _ in results) == 0
+        assert [end for _, end in results] == [LATEST, LATEST]
         await first.ensure_current()
     finally:
         await first.close()

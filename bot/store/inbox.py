@@ -1,0 +1,190 @@
+"""The webhook inbox: every accepted delivery, stored before it is answered, once per key.
+
+A row is ``pending`` until the worker has applied its effect; then ``processed``; ``ignored``
+when the bot has no use for it; ``failed`` when it kept failing. Rows that are no longer pending
+are pruned after the retention, which is also how long a redelivery is recognised.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+import sqlalchemy as sa
+
+from bot.store.db import Database, now
+from bot.store.schema import inbox as table
+from bot.store.write_gate import WriteGate
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    PROCESSED = "processed"
+    IGNORED = "ignored"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One delivery as the intake stores it."""
+
+    key: str
+    kind: str
+    project: str | None
+    body: str
+    ignored: bool = False
+
+
+@dataclass(frozen=True)
+class InboxItem:
+    """One stored delivery, as the worker reads it."""
+
+    id: int
+    key: str
+    kind: str
+    project: str | None
+    body: str
+    attempts: int
+    received_at: datetime
+
+
+def _values(delivery: Delivery, at: datetime) -> dict[str, Any]:
+    return {
+        "key": delivery.key,
+        "kind": delivery.kind,
+        "project": delivery.project,
+        "status": Status.IGNORED if delivery.ignored else Status.PENDING,
+        "body": delivery.body,
+        "received_at": at,
+        "attempts": 0,
+        "done_at": at if delivery.ignored else None,
+    }
+
+
+def _item(row: sa.Row[Any]) -> InboxItem:
+    return InboxItem(
+        id=row.id,
+        key=row.key,
+        kind=row.kind,
+        project=row.project,
+        body=row.body,
+        attempts=row.attempts,
+        received_at=row.received_at,
+    )
+
+
+class Inbox:
+    def __init__(self, db: Database, *, max_batch: int = 500) -> None:
+        self.db = db
+        self.gate = WriteGate(enabled=db.engine.dialect.name == "sqlite")
+        self.max_batch = max_batch
+        self._queue: list[tuple[Delivery, asyncio.Future[bool]]] = []
+        self._writer: asyncio.Task[None] | None = None
+
+    async def put(self, delivery: Delivery) -> bool:
+        """Store ``delivery`` durably; False when its key is already stored (a redelivery).
+
+        Group commit: puts that arrive while a transaction is being written share the next
+        one, and each returns only after the transaction holding its row has committed.
+        """
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.append((delivery, future))
+        if self._writer is None:
+            self._writer = asyncio.get_running_loop().create_task(self._write_queued())
+        return await future
+
+    async def _write_queued(self) -> None:
+        try:
+            while self._queue:
+                batch = self._queue[: self.max_batch]
+                del self._queue[: self.max_batch]
+                try:
+                    stored = await self.put_many([delivery for delivery, _ in batch])
+                except Exception as err:
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(err)
+                    continue
+                for (_, future), new in zip(batch, stored, strict=True):
+                    if not future.done():
+                        future.set_result(new)
+        finally:
+            self._writer = None
+
+    async def put_many(self, deliveries: Sequence[Delivery]) -> list[bool]:
+        """Store several deliveries in one transaction; for each, False when already stored."""
+        at = now()
+        stmt = self.db.insert(table).values([_values(d, at) for d in deliveries])
+        stmt = stmt.on_conflict_do_nothing(index_elements=[table.c.key])
+        async with self.gate.hold(urgent=True), self.db.write() as conn:
+            stored = set((await conn.execute(stmt.returning(table.c.key))).scalars())
+        seen: set[str] = set()
+        result = []
+        for delivery in deliveries:
+            result.append(delivery.key in stored and delivery.key not in seen)
+            seen.add(delivery.key)
+        return result
+
+    async def next_batch(self, limit: int, *, skip: Collection[int] = ()) -> list[InboxItem]:
+        """The oldest pending deliveries that are due, leaving out the ids in ``skip``."""
+        due = sa.or_(table.c.retry_at.is_(None), table.c.retry_at <= now())
+        query = (
+            sa.select(table)
+            .where(table.c.status == Status.PENDING, due)
+            .order_by(table.c.id)
+            .limit(limit)
+        )
+        if skip:
+            query = query.where(table.c.id.not_in(list(skip)))
+        async with self.db.read() as conn:
+            return [_item(row) for row in await conn.execute(query)]
+
+    async def mark_processed(self, ids: Iterable[int]) -> None:
+        await self._finish(ids, Status.PROCESSED, None)
+
+    async def mark_ignored(self, ids: Iterable[int], reason: str) -> None:
+        await self._finish(ids, Status.IGNORED, reason)
+
+    async def mark_failed(self, item_id: int, error: str, *, retry_at: datetime | None) -> None:
+        """Count a failed attempt: try again at ``retry_at``, or give up when it is None."""
+        values: dict[str, Any] = {"attempts": table.c.attempts + 1, "error": error[:2000]}
+        if retry_at is None:
+            values |= {"status": Status.FAILED, "done_at": now(), "retry_at": None}
+        else:
+            values["retry_at"] = retry_at
+        stmt = table.update().where(table.c.id == item_id, table.c.status == Status.PENDING)
+        async with self.gate.hold(), self.db.write() as conn:
+            await conn.execute(stmt.values(values))
+
+    async def _finish(self, ids: Iterable[int], status: Status, error: str | None) -> None:
+        wanted = list(ids)
+        if not wanted:
+            return
+        stmt = table.update().where(table.c.id.in_(wanted), table.c.status == Status.PENDING)
+        async with self.gate.hold(), self.db.write() as conn:
+            await conn.execute(stmt.values(status=status, done_at=now(), error=error))
+
+    async def prune(self, older_than: datetime) -> int:
+        """Delete rows finished before ``older_than``; pending rows always stay."""
+        stmt = table.delete().where(table.c.status != Status.PENDING, table.c.done_at < older_than)
+        async with self.gate.hold(), self.db.write() as conn:
+            result = await conn.execute(stmt)
+        return result.rowcount
+
+    async def counts(self) -> dict[str, int]:
+        """How many rows are in each status (for readiness, tests and the bench)."""
+        query = sa.select(table.c.status, sa.func.count()).group_by(table.c.status)
+        async with self.db.read() as conn:
+            rows = await conn.execute(query)
+            return {str(status): int(n) for status, n in rows}
+
+    async def next_due(self) -> datetime | None:
+        """When the earliest pending delivery that waits for a retry becomes due."""
+        query = sa.select(sa.func.min(table.c.retry_at)).where(table.c.status == Status.PENDING)
+        async with self.db.read() as conn:
+            value = await conn.scalar(query)
+        return value if isinstance(value, datetime) else None

@@ -1,0 +1,127 @@
+"""The run card and the /train replies: pure functions of runs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from bot.accuracy import MetricsReport, Verdict, table
+from bot.domain import Run, RunState
+from bot.ports import NodeGpus, PendingGpuJob
+from bot.views.blocks import Block, Message, context, section, user, when
+
+STATE_ICONS = {
+    RunState.QUEUED: ":hourglass_flowing_sand:",
+    RunState.RUNNING: ":arrows_counterclockwise:",
+    RunState.SUCCEEDED: ":white_check_mark:",
+    RunState.FAILED: ":x:",
+    RunState.CANCELED: ":no_entry_sign:",
+}
+
+
+def duration(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m {secs:02d}s" if minutes else f"{secs}s"
+
+
+def title(run: Run) -> str:
+    return f"{STATE_ICONS[run.state]} *{run.model} · run #{run.id}* — {run.state}"
+
+
+def facts(run: Run) -> str:
+    sha = f" @ `{run.sha[:8]}`" if run.sha else ""
+    params = " ".join(f"`{k}={v}`" for k, v in sorted(run.params.items())) or "defaults"
+    return (
+        f"requested by {user(run.requester)} · ref `{run.ref}`{sha} · dataset "
+        f"`{run.dataset or 'default'}` · gpus {run.gpus} · params {params}"
+    )
+
+
+def progress(run: Run, now: datetime) -> str:
+    start = run.started_at or run.created_at
+    end = run.finished_at or now
+    parts = [f"elapsed {duration((end - start).total_seconds())}"]
+    if run.stage and not run.state.finished:
+        parts.insert(0, f"at `{run.stage}`")
+    if run.detail and run.state != RunState.SUCCEEDED:
+        parts.append(run.detail)
+    return " · ".join(parts)
+
+
+def links(run: Run) -> str:
+    if run.pipeline_id is not None:
+        label = f"pipeline #{run.pipeline_id}"
+        return f"<{run.web_url}|{label}>" if run.web_url else label
+    if run.job_name:
+        return f"job `{run.job_name}` in `{run.namespace}`"
+    return "not started yet"
+
+
+def metrics_table(run: Run, verdict: Verdict) -> str:
+    report = MetricsReport(run.metrics or {}, run.test_set)
+    champion = verdict.champion
+    header = f"{'metric':<14}{'candidate':>11}{'champion':>11}{'delta':>10}"
+    lines = [header]
+    for row in table(report, champion):
+        cand = f"{row.candidate:.4f}" if row.candidate is not None else "-"
+        champ = f"{row.champion:.4f}" if row.champion is not None else "-"
+        delta = f"{row.delta:+.4f}" if row.delta is not None else "-"
+        lines.append(f"{row.name:<14}{cand:>11}{champ:>11}{delta:>10}")
+    against = f"against {champion.label}" if champion else "no champion to compare with"
+    return f"```{chr(10).join(lines)}```\ntest set `{run.test_set or '?'}` · {against}"
+
+
+def accuracy_blocks(run: Run) -> list[Block]:
+    if run.state != RunState.SUCCEEDED or run.verdict is None:
+        return []
+    verdict = Verdict.from_json(run.verdict)
+    if run.metrics is None:
+        return [section(":grey_question: *no metrics*: " + "; ".join(verdict.reasons))]
+    blocks = [section(metrics_table(run, verdict))]
+    if verdict.passed:
+        blocks.append(section(":white_check_mark: *gate passed*"))
+    else:
+        blocks.append(section(":x: *gate failed*: " + "; ".join(verdict.reasons)))
+    return blocks
+
+
+def run_card(run: Run, now: datetime) -> Message:
+    blocks = [
+        section(title(run)),
+        context(facts(run)),
+        context(f"{progress(run, now)} · {links(run)}"),
+        *accuracy_blocks(run),
+    ]
+    return Message(text=f"{run.model} run #{run.id}: {run.state}", blocks=blocks)
+
+
+def run_line(run: Run) -> str:
+    return (
+        f"{STATE_ICONS[run.state]} *#{run.id}* {run.model} `{run.ref}` by "
+        f"{user(run.requester)} · {run.state} · {when(run.created_at)}"
+    )
+
+
+def run_list(active: Sequence[Run], recent: Sequence[Run]) -> Message:
+    body = [section("*Active runs*\n" + ("\n".join(map(run_line, active)) or "none"))]
+    body.append(section("*Recent runs*\n" + ("\n".join(map(run_line, recent)) or "none")))
+    return Message(text="training runs", blocks=body)
+
+
+def log_tail(where: str, log: str) -> Message:
+    text = log.strip() or "(empty log)"
+    return Message(text=f"log of {where}", blocks=[section(f"*{where}*\n```{text[-2800:]}```")])
+
+
+def gpu_report(nodes: Sequence[NodeGpus], pending: Sequence[PendingGpuJob]) -> Message:
+    rows = [f"• `{n.node}`: {n.requested}/{n.allocatable} GPUs requested" for n in nodes]
+    waiting = [f"• `{p.namespace}/{p.name}` wants {p.gpus}: {p.reason}" for p in pending]
+    blocks = [
+        section("*GPUs per node* (requested / allocatable)\n" + ("\n".join(rows) or "no nodes")),
+        section("*Pending GPU jobs*\n" + ("\n".join(waiting) or "none")),
+    ]
+    return Message(text="GPU capacity", blocks=blocks)

@@ -1,0 +1,134 @@
+"""POST /gitlab/webhook: check the token, store the delivery durably, answer 200 at once.
+
+Nothing else happens before the answer: the worker processes the inbox afterwards. GitLab
+disables a hook after a 4xx (until someone re-enables it), so a delivery with a valid token is
+never answered 4xx unless its body is not JSON at all; kinds the bot does not use are stored as
+ignored and answered 200. Tokens are compared in constant time and never logged.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import structlog
+from aiohttp import web
+
+from bot.config_webhooks import WebhookSettings
+from bot.services.ci_events import event_kind, project_path
+from bot.store.inbox import Delivery
+
+log = structlog.get_logger(__name__)
+MAX_BODY = 20 * 1024 * 1024  # GitLab's own payloads stay far below this
+MAX_KEY = 200
+
+
+class DeliveryStore(Protocol):
+    async def put(self, delivery: Delivery) -> bool: ...
+
+
+def delivery_key(headers: Any, body: bytes) -> str:
+    """Idempotency-Key (the same on every retry), else the event UUID, else the body's hash."""
+    for name in ("Idempotency-Key", "X-Gitlab-Event-UUID"):
+        value = str(headers.get(name, "")).strip()
+        if value:
+            return value if len(value) <= MAX_KEY else "sha256:" + _sha256(value.encode())
+    return "sha256:" + _sha256(body)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def token_matches(given: str, secret: str) -> bool:
+    return hmac.compare_digest(given.encode(), secret.encode())
+
+
+class WebhookIntake:
+    def __init__(
+        self, settings: WebhookSettings, inbox: DeliveryStore, wake: Callable[[], None]
+    ) -> None:
+        self.settings = settings
+        self.inbox = inbox
+        self.wake = wake
+
+    async def handle(self, request: web.Request) -> web.Response:
+        raw = await _read_body(request)
+        if raw is None:
+            log.warning("webhook_too_large", limit=MAX_BODY)
+            return web.Response(status=413, text="payload too large\n")
+        token = request.headers.get("X-Gitlab-Token", "")
+        body, problem = _json_object(raw)
+        if body is None:
+            if not self._any_secret_matches(token):
+                return self._refused(None, token)
+            log.warning("webhook_malformed", reason=problem)
+            return web.Response(status=400, text=f"malformed JSON payload: {problem}\n")
+        project = project_path(body)
+        secret = self.settings.secret_for(project)
+        if secret is None or not token_matches(token, secret.get_secret_value()):
+            return self._refused(project, token, configured=secret is not None)
+        return await self._store(request, raw, body, project)
+
+    async def _store(
+        self, request: web.Request, raw: bytes, body: dict[str, Any], project: str | None
+    ) -> web.Response:
+        header = request.headers.get("X-Gitlab-Event")
+        kind = event_kind(header, body)
+        key = delivery_key(request.headers, raw)
+        named = str(kind) if kind else str(header or body.get("object_kind") or "unknown")
+        delivery = Delivery(key, named[:64], project, raw.decode(), ignored=kind is None)
+        try:
+            new = await self.inbox.put(delivery)
+        except Exception as err:
+            log.error("webhook_not_stored", key=key, error=type(err).__name__)
+            return web.Response(status=503, text="could not store the delivery; retry\n")
+        if new and kind is not None:
+            self.wake()
+        outcome = "ignored" if kind is None else "stored" if new else "duplicate"
+        log.debug("webhook_received", key=key, kind=named, project=project, outcome=outcome)
+        return web.Response(text=f"{outcome}\n")
+
+    def _any_secret_matches(self, token: str) -> bool:
+        """For bodies that name no project: does the token match any configured secret?"""
+        secrets = [self.settings.secret, *self.settings.project_secrets.values()]
+        results = [token_matches(token, s.get_secret_value()) for s in secrets if s is not None]
+        return any(results)
+
+    def _refused(self, project: str | None, token: str, *, configured: bool = True) -> web.Response:
+        reason = "missing token" if not token else "wrong token"
+        if not configured:
+            reason = "no webhook secret configured"
+        log.warning("webhook_refused", project=project, reason=reason)
+        return web.Response(status=401, text="invalid X-Gitlab-Token\n")
+
+
+async def _read_body(request: web.Request) -> bytes | None:
+    """The whole body, read past aiohttp's client_max_size (a 413 would disable the hook)."""
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.content.iter_chunked(256 * 1024):
+        size += len(chunk)
+        if size > MAX_BODY:
+            return None
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _json_object(raw: bytes) -> tuple[dict[str, Any] | None, str]:
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        return None, "the body is not UTF-8"
+    except ValueError as err:
+        return None, str(err)
+    if not isinstance(body, dict):
+        return None, f"expected a JSON object, got {type(body).__name__}"
+    return body, ""
+
+
+def routes(intake: WebhookIntake) -> list[web.RouteDef]:
+    return [web.post("/gitlab/webhook", intake.handle)]

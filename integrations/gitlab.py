@@ -1,0 +1,321 @@
+"""GitLab CI through python-gitlab: made async once here, with bounded retries and timeouts.
+
+python-gitlab's own transient-error retries are off on every call (``retry_transient_errors``
+False, ``max_retries`` small, which bounds its 429 Retry-After loop); tenacity retries 5xx and
+connection errors instead. Creating a pipeline is not idempotent, so it is retried only when
+GitLab cannot have started it (no connection, 502/503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+import gitlab
+import requests
+import structlog
+from gitlab.exceptions import GitlabAuthenticationError, GitlabError
+from gitlab.v4.objects import Project, ProjectPipeline
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential,
+    wait_random,
+)
+from tenacity.wait import wait_base
+
+from bot.errors import BotError, ExternalError, NotFound, UserInputError
+from bot.ports import PipelineJob, PipelineStatus
+
+T = TypeVar("T")
+
+DEFAULT_TIMEOUT = 10.0
+DEFAULT_WAIT = wait_exponential(multiplier=0.5, max=4) + wait_random(0, 0.5)
+"""0.5 s, 1 s, 2 s ... (at most 4 s) between attempts, plus up to 0.5 s of jitter."""
+TRANSIENT = frozenset({500, 502, 503, 504, *range(520, 531)})
+NOT_STARTED = frozenset({502, 503})
+"""Statuses after which GitLab cannot have created the pipeline: safe to send it again."""
+
+_FAILURES = (GitlabError, requests.RequestException)
+"""What a python-gitlab call raises when GitLab fails; anything else is a bug and propagates."""
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+_log = structlog.get_logger(__name__)
+
+
+class GitLabPipelines:
+    """``bot.ports.Pipelines`` on python-gitlab; a trigger token per project is optional."""
+
+    def __init__(
+        self,
+        client: gitlab.Gitlab,
+        *,
+        trigger_tokens: Mapping[str, str] | None = None,
+        attempts: int = 3,
+        wait: wait_base | None = None,
+        rate_limit_retries: int = 2,
+    ) -> None:
+        self._gl = client
+        self._triggers = dict(trigger_tokens or {})
+        self._attempts = attempts
+        self._wait = wait if wait is not None else DEFAULT_WAIT
+        timeout = client.timeout if client.timeout is not None else DEFAULT_TIMEOUT
+        self._opts: dict[str, Any] = {
+            "retry_transient_errors": False,
+            "max_retries": rate_limit_retries,
+            "timeout": timeout,
+        }
+        self._projects: dict[str, Project] = {}
+        known = (client.private_token, client.oauth_token, client.job_token)
+        self._secrets = sorted({s for s in (*known, *self._triggers.values()) if s}, key=len)
+
+    @classmethod
+    def from_settings(
+        cls,
+        url: str,
+        token: str | None,
+        timeout: float,
+        trigger_tokens: Mapping[str, str] | None = None,
+        **options: Any,
+    ) -> GitLabPipelines:
+        client = gitlab.Gitlab(
+            url=url, private_token=token, timeout=timeout, retry_transient_errors=False
+        )
+        return cls(client, trigger_tokens=trigger_tokens, **options)
+
+    # -- the port --------------------------------------------------------------------------
+
+    async def create(self, project: str, ref: str, variables: Mapping[str, str]) -> PipelineStatus:
+        """Via the project's trigger token when one is configured, else the API token."""
+        proj = await self._project(project)
+        token = self._triggers.get(project)
+        what = f"starting a pipeline for {project} at {ref!r}"
+        try:
+            if token is not None:
+                pipeline = await self._call(
+                    lambda: proj.trigger_pipeline(
+                        ref, token, variables=dict(variables), **self._opts
+                    ),
+                    idempotent=False,
+                )
+            else:
+                data = {
+                    "ref": ref,
+                    "variables": [{"key": k, "value": v} for k, v in variables.items()],
+                }
+                pipeline = await self._call(
+                    lambda: proj.pipelines.create(data, **self._opts), idempotent=False
+                )
+        except _FAILURES as err:
+            raise self._error(err, what, project=project, trigger=token is not None) from err
+        return _status(pipeline, ())
+
+    async def status(self, project: str, pipeline_id: int) -> PipelineStatus:
+        """The pipeline and its jobs (retried ones left out), in stage order."""
+        proj = await self._project(project)
+        what = f"reading pipeline {pipeline_id} of {project}"
+        try:
+            pipeline = await self._call(lambda: proj.pipelines.get(pipeline_id, **self._opts))
+            jobs = await self._call(lambda: pipeline.jobs.list(get_all=True, **self._opts))
+        except _FAILURES as err:
+            missing = f"GitLab pipeline {pipeline_id} not found in {project}"
+            raise self._error(err, what, project=project, not_found=missing) from err
+        ordered = sorted((j.attributes for j in jobs), key=lambda a: int(a["id"]))
+        return _status(pipeline, tuple(_job(a) for a in ordered))
+
+    async def cancel(self, project: str, pipeline_id: int) -> None:
+        proj = await self._project(project)
+        pipeline = proj.pipelines.get(pipeline_id, lazy=True)
+        try:
+            await self._call(lambda: pipeline.cancel(**self._opts))
+        except _FAILURES as err:
+            what = f"canceling pipeline {pipeline_id} of {project}"
+            missing = f"GitLab pipeline {pipeline_id} not found in {project}"
+            raise self._error(err, what, project=project, not_found=missing) from err
+
+    async def job_log_tail(self, project: str, job_id: int, lines: int = 30) -> str:
+        """The last ``lines`` lines of the job's log as a terminal would show them (no colour
+        codes, carriage-return progress collapsed)."""
+        proj = await self._project(project)
+        job = proj.jobs.get(job_id, lazy=True)
+        try:
+            trace = await self._call(lambda: job.trace(**self._opts))
+        except _FAILURES as err:
+            what = f"reading the log of job {job_id} of {project}"
+            missing = f"GitLab job {job_id} not found in {project}"
+            raise self._error(err, what, project=project, not_found=missing) from err
+        return tail(trace.decode("utf-8", errors="replace"), lines)
+
+    async def job_artifact(self, project: str, job_id: int, path: str) -> bytes | None:
+        """One file from the job's artifacts; None when the job or the file is not there."""
+        proj = await self._project(project)
+        job = proj.jobs.get(job_id, lazy=True)
+        try:
+            return await self._call(lambda: job.artifact(path, **self._opts))
+        except _FAILURES as err:
+            if _code(err) == 404:
+                return None
+            what = f"reading {path} of job {job_id} of {project}"
+            raise self._error(err, what, project=project) from err
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    async def _project(self, path: str) -> Project:
+        """The project, looked up once; without an API token (triggers only) it is not read."""
+        cached = self._projects.get(path)
+        if cached is not None:
+            return cached
+        if not self._authenticated:
+            return self._gl.projects.get(path, lazy=True)
+        try:
+            project = await self._call(lambda: self._gl.projects.get(path, **self._opts))
+        except _FAILURES as err:
+            missing = f"GitLab project {path} not found (or the bot's token cannot see it)"
+            raise self._error(err, f"looking up {path}", project=path, not_found=missing) from err
+        self._projects[path] = project
+        return project
+
+    @property
+    def _authenticated(self) -> bool:
+        return any((self._gl.private_token, self._gl.oauth_token, self._gl.job_token))
+
+    async def _call(self, fn: Callable[[], T], *, idempotent: bool = True) -> T:
+        """Run one blocking python-gitlab call in a thread, retrying transient failures."""
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(self._attempts),
+            wait=self._wait,
+            retry=retry_if_exception(lambda e: transient(e, idempotent=idempotent)),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                return await asyncio.to_thread(fn)
+        raise AssertionError("tenacity stopped without an outcome")  # pragma: no cover
+
+    def _error(
+        self,
+        err: Exception,
+        what: str,
+        *,
+        project: str,
+        not_found: str | None = None,
+        trigger: bool = False,
+    ) -> BotError:
+        """The bot's error for a failed call; never carries a token."""
+        error = _translate(err, what, project=project, not_found=not_found, trigger=trigger)
+        return type(error)(self._scrub(str(error)))
+
+    def _scrub(self, text: str) -> str:
+        for secret in reversed(self._secrets):
+            text = text.replace(secret, "[redacted]")
+        return text
+
+
+def transient(err: BaseException, *, idempotent: bool = True) -> bool:
+    """Worth another try: 5xx and connection trouble; for a create, only what cannot have
+    reached GitLab (connection refused, connect timeout, 502/503)."""
+    if isinstance(err, GitlabError):
+        codes = TRANSIENT if idempotent else NOT_STARTED
+        return err.response_code in codes
+    if isinstance(err, requests.exceptions.ConnectTimeout):
+        return True
+    if isinstance(err, requests.exceptions.Timeout | requests.exceptions.ChunkedEncodingError):
+        return idempotent
+    if isinstance(err, requests.exceptions.ConnectionError):
+        return idempotent or _refused(err)
+    return False
+
+
+def tail(text: str, lines: int) -> str:
+    """The last ``lines`` lines of a CI log, without ANSI codes; ``a\\rb`` shows as ``b``."""
+    if lines <= 0:
+        return ""
+    shown = [_ANSI.sub("", line.rstrip("\r")).rsplit("\r", 1)[-1] for line in text.split("\n")]
+    if shown and shown[-1] == "":
+        shown.pop()
+    return "\n".join(shown[-lines:])
+
+
+def _translate(
+    err: Exception, what: str, *, project: str, not_found: str | None, trigger: bool
+) -> BotError:
+    code = _code(err)
+    if isinstance(err, GitlabAuthenticationError) or code == 401:
+        return ExternalError(f"GitLab refused the token (401 Unauthorized) while {what}")
+    if code == 403:
+        return ExternalError(
+            f"GitLab refused the token (403 Forbidden) while {what}: "
+            "it needs the api scope and at least Developer access to the project"
+        )
+    if code == 404 and trigger:
+        return ExternalError(f"GitLab refused the trigger token for {project} (404 Not Found)")
+    if code == 404 and not_found is not None:
+        return NotFound(not_found)
+    if code == 400:
+        return UserInputError(f"GitLab refused {what}: {_message(err)}")
+    if isinstance(err, requests.RequestException):
+        return ExternalError(f"GitLab did not answer while {what} ({type(err).__name__})")
+    if code is None:
+        return ExternalError(f"GitLab's answer made no sense while {what}")
+    return ExternalError(f"GitLab failed while {what}: HTTP {code} {_message(err)}".rstrip())
+
+
+def _code(err: BaseException) -> int | None:
+    return err.response_code if isinstance(err, GitlabError) else None
+
+
+def _message(err: Exception) -> str:
+    """GitLab's error text: ``{"message": {"base": ["Reference not found"]}}`` -> the list."""
+    raw = err.error_message if isinstance(err, GitlabError) else str(err)
+    if isinstance(raw, dict):
+        parts = [
+            " ".join(str(v) for v in (value if isinstance(value, list) else [value]))
+            if key == "base"
+            else f"{key} {value}"
+            for key, value in raw.items()
+        ]
+        return "; ".join(parts)
+    text = str(raw)
+    return "" if text.lstrip().startswith("<") else text[:200]
+
+
+def _refused(err: requests.exceptions.ConnectionError) -> bool:
+    """True when the connection was never made, so nothing reached GitLab."""
+    reason = getattr(err.args[0], "reason", None) if err.args else None
+    return type(reason).__name__ in ("NewConnectionError", "NameResolutionError")
+
+
+def _status(pipeline: ProjectPipeline, jobs: tuple[PipelineJob, ...]) -> PipelineStatus:
+    a = pipeline.attributes
+    return PipelineStatus(
+        id=int(a["id"]),
+        status=str(a["status"]),
+        ref=str(a["ref"]),
+        sha=str(a["sha"]),
+        web_url=str(a["web_url"]),
+        jobs=jobs,
+    )
+
+
+def _job(a: Mapping[str, Any]) -> PipelineJob:
+    return PipelineJob(
+        id=int(a["id"]),
+        name=str(a["name"]),
+        stage=str(a["stage"]),
+        status=str(a["status"]),
+        web_url=a.get("web_url"),
+    )
+
+
+def _log_retry(state: RetryCallState) -> None:
+    err = state.outcome.exception() if state.outcome is not None else None
+    _log.warning(
+        "gitlab.retry",
+        attempt=state.attempt_number,
+        error=type(err).__name__,
+        status=_code(err) if err is not None else None,
+    )

@@ -1,0 +1,97 @@
+"""The webhook inbox and the CI card states, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from bot.store import Store
+from bot.store.ci_states import CiStates
+from bot.store.db import now
+from bot.store.inbox import Delivery
+
+
+def delivery(key: str, *, kind: str = "pipeline", ignored: bool = False) -> Delivery:
+    return Delivery(key, kind, "ml/fraud", '{"object_kind": "pipeline"}', ignored=ignored)
+
+
+async def test_a_key_is_stored_once(store: Store) -> None:
+    assert await store.inbox.put(delivery("k1")) is True
+    assert await store.inbox.put(delivery("k1")) is False
+    assert await store.inbox.counts() == {"pending": 1}
+
+
+async def test_concurrent_puts_share_transactions_and_keep_one_row_per_key(store: Store) -> None:
+    keys = [f"k{i % 150}" for i in range(200)]  # 50 repeats, some in the same transaction
+    results = await asyncio.gather(*(store.inbox.put(delivery(k)) for k in keys))
+    assert sum(results) == 150
+    assert await store.inbox.counts() == {"pending": 150}
+
+
+async def test_put_many_reports_repeats_within_one_call(store: Store) -> None:
+    stored = await store.inbox.put_many([delivery("a"), delivery("b"), delivery("a")])
+    assert stored == [True, True, False]
+
+
+async def test_batches_come_oldest_first_and_skip_what_is_in_hand(store: Store) -> None:
+    for key in ("a", "b", "c", "d"):
+        await store.inbox.put(delivery(key))
+    first = await store.inbox.next_batch(2)
+    assert [i.key for i in first] == ["a", "b"]
+    rest = await store.inbox.next_batch(10, skip={i.id for i in first})
+    assert [i.key for i in rest] == ["c", "d"]
+    assert rest[0].body == '{"object_kind": "pipeline"}' and rest[0].project == "ml/fraud"
+
+
+async def test_ignored_deliveries_are_never_handed_out(store: Store) -> None:
+    await store.inbox.put(delivery("push", kind="push", ignored=True))
+    assert await store.inbox.next_batch(10) == []
+    assert await store.inbox.counts() == {"ignored": 1}
+    assert await store.inbox.put(delivery("push", kind="push", ignored=True)) is False
+
+
+async def test_processed_and_ignored_rows_leave_the_queue(store: Store) -> None:
+    for key in ("a", "b", "c"):
+        await store.inbox.put(delivery(key))
+    a, b, _ = await store.inbox.next_batch(10)
+    await store.inbox.mark_processed([a.id])
+    await store.inbox.mark_ignored([b.id], "not understood")
+    assert [i.key for i in await store.inbox.next_batch(10)] == ["c"]
+    assert await store.inbox.counts() == {"pending": 1, "processed": 1, "ignored": 1}
+
+
+async def test_a_failure_waits_for_its_retry_then_gives_up(store: Store) -> None:
+    await store.inbox.put(delivery("a"))
+    (item,) = await store.inbox.next_batch(10)
+    later = now() + timedelta(minutes=5)
+    await store.inbox.mark_failed(item.id, "Slack said ratelimited", retry_at=later)
+    assert await store.inbox.next_batch(10) == []
+    due = await store.inbox.next_due()
+    assert due is not None and abs((due - later).total_seconds()) < 1
+    await store.inbox.mark_failed(item.id, "again", retry_at=now() - timedelta(seconds=1))
+    (again,) = await store.inbox.next_batch(10)
+    assert again.attempts == 2
+    await store.inbox.mark_failed(item.id, "for good", retry_at=None)
+    assert await store.inbox.counts() == {"failed": 1}
+    assert await store.inbox.next_due() is None
+
+
+async def test_prune_removes_finished_rows_after_the_retention_only(store: Store) -> None:
+    for key in ("old", "pending"):
+        await store.inbox.put(delivery(key))
+    old, _ = await store.inbox.next_batch(10)
+    await store.inbox.mark_processed([old.id])
+    assert await store.inbox.prune(now() - timedelta(hours=1)) == 0
+    assert await store.inbox.prune(now() + timedelta(seconds=1)) == 1
+    assert await store.inbox.counts() == {"pending": 1}
+    assert await store.inbox.put(delivery("old")) is True  # forgotten after the retention
+
+
+async def test_card_states_round_trip_and_prune(store: Store) -> None:
+    states = CiStates(store.db)
+    await states.put_many({"pipeline:ml/fraud:1": {"kind": "pipeline", "status": "running"}})
+    await states.put_many({"pipeline:ml/fraud:1": {"kind": "pipeline", "status": "success"}})
+    found = await states.get_many(["pipeline:ml/fraud:1", "pipeline:ml/fraud:2"])
+    assert found == {"pipeline:ml/fraud:1": {"kind": "pipeline", "status": "success"}}
+    assert await states.prune(now() + timedelta(seconds=1)) == 1
+    assert await states.get_many(["pipeline:ml/fraud:1"]) == {}
