@@ -6,6 +6,7 @@ The only module that imports everything; nothing is built at import time.
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -22,11 +23,17 @@ from bot.inflight import InFlight
 from bot.logs import SecretScrubber
 from bot.metrics import Metrics
 from bot.notifier import Notifier
-from bot.ports import Cluster, ObjectStore, Pipelines
+from bot.ports import Cluster, ObjectStore, Pipelines, RepoFiles
 from bot.server import build_web_app
 from bot.services.access import Access
+from bot.services.approvals import Approvals
 from bot.services.cards import Cards
-from bot.services.ci_results import CiResults, JobLogs, NoTraining
+from bot.services.ci_accuracy import PipelineAccuracy
+from bot.services.ci_results import CiResults
+from bot.services.deploy_cards import DeployCards
+from bot.services.deploy_configs import DeployConfigs
+from bot.services.deploy_runner import DeployRunner
+from bot.services.deploys import DeployReports, Deploys
 from bot.services.followers import JobWatchers, PipelinePoller, Supervisor
 from bot.services.locks import Locks
 from bot.services.run_progress import RunProgress
@@ -38,6 +45,8 @@ from bot.worker import Worker
 from handlers import actions, commands, middleware, reactions, webhooks
 from handlers.deps import Deps
 from integrations.aws import S3Objects, aws_client
+from integrations.aws_ecs import EcrRegistry, EcsServices
+from integrations.ecspresso import Ecspresso
 from integrations.gitlab import GitLabPipelines
 from integrations.kubernetes import KubernetesCluster
 from integrations.slack import SlackDirectory, build_web_client
@@ -64,6 +73,7 @@ class Bot:
     followers: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
     supervisor: Supervisor = field(default_factory=Supervisor)
     backends: Backends | None = None
+    deploy_runner: DeployRunner | None = None
     worker: Worker | None = None
 
 
@@ -82,6 +92,70 @@ class Backends:
     pipelines: Pipelines | None
     cluster: Cluster | None
     objects: ObjectStore | None
+    files: RepoFiles | None = None
+
+
+AWS_PASSTHROUGH = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_PROFILE",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONFIG_FILE",
+    "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_CA_BUNDLE",
+)
+
+
+def aws_env(settings: Settings) -> dict[str, str]:
+    """What ecspresso needs to reach AWS as the bot does: region, endpoint, credentials."""
+    values = {k: os.environ[k] for k in AWS_PASSTHROUGH if k in os.environ}
+    values["AWS_REGION"] = settings.aws.region
+    if settings.aws.endpoint_url:
+        values["AWS_ENDPOINT_URL"] = settings.aws.endpoint_url
+    return values
+
+
+@dataclass(frozen=True)
+class DeployParts:
+    deploys: Deploys
+    reports: DeployReports
+    approvals: Approvals
+    runner: DeployRunner
+
+
+def build_deploys(
+    settings: Settings, store: Store, access: Access, cards: Cards, backends: Backends
+) -> DeployParts:
+    """ECR, ECS and ecspresso behind the deploy services (boto3 clients connect lazily)."""
+    aws = settings.aws
+
+    def client(service: str) -> Any:
+        return aws_client(
+            service, region=aws.region, endpoint_url=aws.endpoint_url, timeout=aws.timeout_seconds
+        )
+
+    ecr = client("ecr")
+    services = EcsServices(client("ecs"), ecr)
+    deployer = Ecspresso(
+        settings.ecspresso.path,
+        base_env=aws_env(settings),
+        deploy_timeout=settings.ecspresso.timeout_seconds,
+    )
+    deploy_cards = DeployCards(settings, store, cards)
+    runner = DeployRunner(
+        settings,
+        store,
+        deploy_cards,
+        deployer,
+        services,
+        DeployConfigs(settings, backends.files),
+        aws_env={},
+    )
+    deploys = Deploys(settings, store, access, deploy_cards, EcrRegistry(ecr), runner)
+    approvals = Approvals(settings, store, access, deploy_cards, runner)
+    return DeployParts(deploys, DeployReports(settings, store, access, services), approvals, runner)
 
 
 def uses(settings: Settings, backend: str) -> bool:
@@ -115,7 +189,8 @@ async def build_backends(settings: Settings) -> Backends:
                 timeout=settings.aws.timeout_seconds,
             )
         )
-    return Backends(pipelines, cluster, objects)
+    files = pipelines if isinstance(pipelines, GitLabPipelines) else None
+    return Backends(pipelines, cluster, objects, files)
 
 
 def followers(
@@ -151,15 +226,22 @@ def followers(
 
 
 def build_ci(
-    settings: Settings, store: Store, notifier: Notifier, logs: JobLogs | None
+    settings: Settings,
+    store: Store,
+    notifier: Notifier,
+    pipelines: Pipelines | None,
+    progress: RunProgress,
 ) -> tuple[Worker, list[web.RouteDef]]:
     """GitLab webhook intake (/gitlab/webhook) and the worker that posts CI results after the
-    200. Pipelines of /train runs: pass the training service's TrainingEvents instead of
-    NoTraining; the accuracy table: pass an AccuracyReports to CiResults."""
+    200; pipelines of /train runs go to their run's card instead."""
     hooks, gate = settings.webhooks, store.inbox.gate
     cards = Cards(GatedCardStore(store, gate), notifier)  # CI cards yield to webhook acks
     states = CiStates(store.db, gate)
-    results = CiResults(hooks, cards, notifier, states, training=NoTraining(), logs=logs)
+    accuracy = PipelineAccuracy(settings, pipelines, progress) if pipelines else None
+    logs = pipelines if isinstance(pipelines, GitLabPipelines) else None
+    results = CiResults(
+        hooks, cards, notifier, states, training=progress, logs=logs, accuracy=accuracy
+    )
     retention = timedelta(hours=hooks.retention_hours)
     worker = Worker(store.inbox, results, settle=notifier.flush, retention=retention)
     intake = webhooks.WebhookIntake(hooks, store.inbox, worker.wake)
@@ -197,6 +279,7 @@ async def build(settings: Settings, scrubber: SecretScrubber | None = None) -> B
         settings, store, cards, backends.pipelines, backends.cluster, backends.objects
     )
     training = Training(settings, store, access, progress, backends.pipelines, backends.cluster)
+    parts = build_deploys(settings, store, access, cards, backends)
     deps = Deps(
         settings=settings,
         store=store,
@@ -206,6 +289,9 @@ async def build(settings: Settings, scrubber: SecretScrubber | None = None) -> B
         access=access,
         locks=locks,
         training=training,
+        deploys=parts.deploys,
+        reports=parts.reports,
+        approvals=parts.approvals,
         inflight=InFlight(),
     )
     bolt = build_bolt(settings, client)
@@ -214,11 +300,13 @@ async def build(settings: Settings, scrubber: SecretScrubber | None = None) -> B
     actions.register(bolt, deps)
     reactions.register(bolt, deps)
     web_bolt = None if settings.slack.socket_mode else bolt
-    worker, ci_routes = build_ci(settings, store, notifier, backends.pipelines)
+    worker, ci_routes = build_ci(settings, store, notifier, backends.pipelines, progress)
     web_app = build_web_app(web_bolt, store, metrics, extra=ci_routes)
     bot = Bot(settings, store, metrics, client, notifier, bolt, web_app, deps, worker=worker)
     bot.followers = followers(settings, store, backends, progress)
+    bot.followers.append(("approval-expiry", parts.approvals.expiry_loop))
     bot.backends = backends
+    bot.deploy_runner = parts.runner
     return bot
 
 
@@ -239,6 +327,8 @@ async def start(bot: Bot, *, host: str | None = None, port: int | None = None) -
     bot.url = f"http://{bound[0]}:{bound[1]}"
     for name, loop in bot.followers:
         bot.supervisor.start(name, loop)
+    if bot.deploy_runner is not None:
+        await bot.deploy_runner.reattach()
     if bot.settings.slack.socket_mode:
         await connect_socket_mode(bot)
     log.info("bot_started", url=bot.url, socket_mode=bot.settings.slack.socket_mode)
@@ -258,6 +348,8 @@ async def connect_socket_mode(bot: Bot) -> None:
 async def stop(bot: Bot) -> None:
     """Close in reverse order; each step runs even if an earlier one failed."""
     await bot.supervisor.stop()
+    if bot.deploy_runner is not None:
+        await bot.deploy_runner.drain(grace=SHUTDOWN_GRACE_SECONDS)
     if bot.socket_handler is not None:
         with contextlib.suppress(Exception):
             await bot.socket_handler.close_async()

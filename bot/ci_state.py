@@ -194,7 +194,7 @@ def merge_pipeline(old: Pipeline, new: Pipeline) -> Pipeline:
         keep.add("ref")  # job events of merge-request pipelines say refs/merge-requests/N/head
     if rank(new.status) < rank(old.status) and not _retried(old, new):
         keep |= {"status", "duration", "finished_at"}
-    stages = new.stages or old.stages
+    stages = new.stages or old.stages  # only Pipeline Hooks list the stages, in order
     stages = stages + [j.stage for j in jobs.values() if j.stage not in stages]
     return old.model_copy(
         update={
@@ -225,9 +225,10 @@ def merge_deployment(old: Deployment, new: Deployment) -> Deployment:
 
 
 def merge(old: CiCard | None, new: CiCard) -> CiCard:
-    """``old`` with what ``new`` (one event's view) adds; either order gives the same card."""
+    """``old`` with what ``new`` (one event's view) adds; in any order the jobs, stages and
+    status come out the same."""
     if old is None:
-        return new
+        return _with_job_stages(new) if isinstance(new, Pipeline) else new
     if isinstance(old, Pipeline) and isinstance(new, Pipeline):
         return merge_pipeline(old, new)
     if isinstance(old, MergeRequest) and isinstance(new, MergeRequest):
@@ -235,6 +236,12 @@ def merge(old: CiCard | None, new: CiCard) -> CiCard:
     if isinstance(old, Deployment) and isinstance(new, Deployment):
         return merge_deployment(old, new)
     raise ValueError(f"cannot merge a {new.kind} into a {old.kind}")
+
+
+def _with_job_stages(pipeline: Pipeline) -> Pipeline:
+    """Stages known only from jobs (no Pipeline Hook yet) are shown in the order jobs came."""
+    stages = [*pipeline.stages, *(j.stage for j in pipeline.jobs.values() if j.stage)]
+    return pipeline.model_copy(update={"stages": list(dict.fromkeys(stages))})
 
 
 def _union(first: list[str], second: list[str]) -> list[str]:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from bot.config_deploy import DeployGates, EcspressoSettings, ModelDeploy
 from bot.config_errors import describe_validation_error, semantic_issues
 from bot.config_training import TrainingConfig, TrainingSettings
 from bot.config_webhooks import WebhookSettings
@@ -108,7 +109,7 @@ class PolicySettings(Strict):
     group_cache_seconds: float = Field(default=300.0, ge=0)
 
 
-class EnvironmentConfig(Strict):
+class EnvironmentConfig(DeployGates):
     approvals: int = Field(default=0, ge=0)
     approvers: list[Subject] = Field(default_factory=list)
     requires: str | None = None
@@ -122,6 +123,7 @@ class ModelConfig(Strict):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     environments: dict[str, EnvironmentConfig] = Field(default_factory=dict)
     roles: RoleBindings = Field(default_factory=dict)
+    deploy: ModelDeploy = Field(default_factory=ModelDeploy)
 
 
 class Settings(Strict):
@@ -137,6 +139,7 @@ class Settings(Strict):
     policy: PolicySettings = Field(default_factory=PolicySettings)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     webhooks: WebhookSettings = Field(default_factory=WebhookSettings)
+    ecspresso: EcspressoSettings = Field(default_factory=EcspressoSettings)
     roles: RoleBindings = Field(default_factory=dict)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -79,6 +79,12 @@ class Pipelines(Protocol):
     async def job_log_tail(self, project: str, job_id: int, lines: int = 30) -> str: ...
 
     async def job_artifact(self, project: str, job_id: int, path: str) -> bytes | None: ...
+
+
+class RepoFiles(Protocol):
+    """Files of a GitLab repository at a commit (deploy configs live there)."""
+
+    async def read_file(self, project: str, path: str, ref: str) -> bytes | None: ...
 
 
 @dataclass(frozen=True)
@@ -162,3 +168,73 @@ class TrainingEvents(Protocol):
     async def pipeline_changed(self, project: str, pipeline: PipelineStatus) -> bool:
         """True when the pipeline belongs to a run (whose card then shows it)."""
         ...
+
+
+# ---- deploys ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ServiceState:
+    """What ECS says a service runs: the truth a deploy is verified against."""
+
+    cluster: str
+    service: str
+    task_definition: str  # ARN of the primary deployment's task definition
+    revision: int
+    images: tuple[str, ...]
+    rollout_state: str  # COMPLETED, IN_PROGRESS or FAILED (primary deployment)
+    running: int
+    desired: int
+    deployments: int  # how many deployments the service lists (more than 1: in progress)
+
+
+class Registry(Protocol):
+    """ECR, implemented by integrations.aws_ecs.EcrRegistry."""
+
+    async def digest(self, repository: str, tag: str) -> str:
+        """The immutable ``sha256:...`` digest a tag points at; NotFound when it does not exist."""
+        ...
+
+
+class Services(Protocol):
+    """ECS, implemented by integrations.aws_ecs.EcsServices."""
+
+    async def state(self, cluster: str, service: str) -> ServiceState: ...
+
+    async def image_digests(self, images: tuple[str, ...]) -> tuple[str, ...]:
+        """The digest each image reference runs (pinned ``@sha256:`` or a tag resolved in ECR)."""
+        ...
+
+
+@dataclass(frozen=True)
+class EcspressoResult:
+    exit_code: int | None  # None when it was killed after the timeout
+    output: str  # the last lines of stdout and stderr together
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+
+class Deployer(Protocol):
+    """The ecspresso CLI, implemented by integrations.ecspresso.Ecspresso."""
+
+    async def deploy(
+        self,
+        config: str,
+        env: Mapping[str, str],
+        on_line: Callable[[str], None],
+        *,
+        revision: int | None = None,
+    ) -> EcspressoResult: ...
+
+    async def rollback(
+        self, config: str, env: Mapping[str, str], on_line: Callable[[str], None]
+    ) -> EcspressoResult: ...
+
+    async def diff(self, config: str, env: Mapping[str, str]) -> str: ...
+
+    async def revisions(self, config: str, env: Mapping[str, str]) -> list[dict[str, Any]]: ...
+
+    async def version(self) -> str: ...

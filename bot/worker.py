@@ -18,11 +18,11 @@ from typing import Protocol
 import structlog
 
 from bot.clock import Clock, utcnow
-from bot.services.ci_results import BatchResult
-from bot.store.inbox import Inbox, InboxItem
+from bot.store.inbox import BatchResult, Inbox, InboxItem
 
 log = structlog.get_logger(__name__)
 Settle = Callable[[], Awaitable[None]]
+MIN_IDLE = 0.05  # seconds; an idle worker never spins
 
 
 class Processor(Protocol):
@@ -103,6 +103,7 @@ class Worker:
     async def _run(self) -> None:
         while not self._stopping:
             self._wakeup.clear()  # before looking, so that no wake-up between is lost
+            handled = 0
             try:
                 await self._housekeeping()
                 handled = await self.run_once()
@@ -124,8 +125,11 @@ class Worker:
                 ids = [i for i, r in result.ignored.items() if r == reason]
                 await self.inbox.mark_ignored(ids, reason)
         attempts = {item.id: item.attempts for item in items}
+        failures: dict[tuple[int, str], list[int]] = {}
         for item_id, error in result.failed.items():
-            await self.inbox.mark_failed(item_id, error, retry_at=self._retry_at(attempts[item_id]))
+            failures.setdefault((attempts[item_id], error), []).append(item_id)
+        for (tries, error), ids in failures.items():
+            await self.inbox.mark_failed(ids, error, retry_at=self._retry_at(tries))
         if result.done:
             self._unsettled.update(result.done)
             async with self._settled:
@@ -170,10 +174,10 @@ class Worker:
         """Until the next retry falls due or the next prune, whichever is first."""
         loop_now = asyncio.get_running_loop().time()
         wait = max(0.0, self._next_prune - loop_now)
-        due = await self.inbox.next_due()
+        due = await self.inbox.next_due(skip=self._unsettled)
         if due is not None:
-            wait = min(wait, max(0.0, (due - self.clock()).total_seconds()))
-        return wait
+            wait = min(wait, (due - self.clock()).total_seconds())
+        return max(wait, MIN_IDLE)
 
     async def _sleep(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
 from bot.errors import UserInputError
-from bot.views.actions import ActionId, EnvTarget
+from bot.intents import DeployStart
+from bot.views.actions import ActionId, DeployTarget, EnvTarget, RunTarget
 from bot.views.blocks import Message
 from bot.views.replies import info_reply
 from handlers.deps import Deps
 from handlers.outcome import Interaction, Reply, acknowledge, delivery_key, handle
 
+Value = TypeVar("Value", bound=BaseModel)
+Work = Callable[[Interaction], Awaitable[Message | None]]
+
 
 def register(app: AsyncApp, deps: Deps) -> None:
     clicks = Clicks(deps)
     app.action(str(ActionId.UNLOCK))(ack=acknowledge, lazy=[clicks.on_unlock])
+    app.action(str(ActionId.APPROVE))(ack=acknowledge, lazy=[clicks.on_approve])
+    app.action(str(ActionId.REJECT))(ack=acknowledge, lazy=[clicks.on_reject])
+    app.action(str(ActionId.DEPLOY_RUN))(ack=acknowledge, lazy=[clicks.on_deploy_run])
 
 
 def button_value(body: dict[str, Any]) -> str:
@@ -26,13 +34,14 @@ def button_value(body: dict[str, Any]) -> str:
     return str(actions[0].get("value", ""))
 
 
-def env_target(raw: str) -> EnvTarget:
+def parse_value(model: type[Value], raw: str) -> Value:
+    """A button's value as the validated model it was rendered from."""
     try:
-        return EnvTarget.model_validate(json.loads(raw))
+        return model.model_validate(json.loads(raw))
     except (ValueError, ValidationError):
         raise UserInputError(
-            "That button carries a value the bot cannot read; use the "
-            "command instead, e.g. `/deploy <model> unlock <env>`."
+            "That button carries a value the bot cannot read; use the slash command "
+            "instead (`/deploy help`)."
         ) from None
 
 
@@ -40,22 +49,63 @@ class Clicks:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
 
-    async def on_unlock(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
+    async def run(
+        self, action: ActionId, body: dict[str, Any], context: AsyncBoltContext, work: Work
+    ) -> None:
         user = str(body.get("user", {}).get("id", ""))
         channel = str(body.get("channel", {}).get("id", ""))
         interaction = Interaction(
             kind="click",
-            action=str(ActionId.UNLOCK),
+            action=str(action),
             actor=user,
             correlation_id=str(context["correlation_id"]),
             parameters={"value": button_value(body)[:300]},
             delivery=delivery_key(body),
         )
         reply = Reply(self.deps.chat, channel, user, body.get("response_url"))
-        await handle(self.deps, interaction, reply, self.unlock)
+        await handle(self.deps, interaction, reply, work)
+
+    async def on_unlock(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
+        await self.run(ActionId.UNLOCK, body, context, self.unlock)
+
+    async def on_approve(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
+        await self.run(ActionId.APPROVE, body, context, self.approve)
+
+    async def on_reject(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
+        await self.run(ActionId.REJECT, body, context, self.reject)
+
+    async def on_deploy_run(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
+        await self.run(ActionId.DEPLOY_RUN, body, context, self.deploy_run)
 
     async def unlock(self, interaction: Interaction) -> Message:
-        target = env_target(str(interaction.parameters["value"]))
+        target = parse_value(EnvTarget, str(interaction.parameters["value"]))
         interaction.target, interaction.model = f"{target.model}/{target.env}", target.model
         await self.deps.locks.unlock(interaction.actor, target.model, target.env)
         return info_reply(f":unlock: Unlocked *{target.model}/{target.env}*.")
+
+    async def approve(self, interaction: Interaction) -> Message:
+        return await self.vote(interaction, approve=True)
+
+    async def reject(self, interaction: Interaction) -> Message:
+        return await self.vote(interaction, approve=False)
+
+    async def vote(self, interaction: Interaction, *, approve: bool) -> Message:
+        target = parse_value(DeployTarget, str(interaction.parameters["value"]))
+        interaction.target = f"deploy #{target.deploy}"
+        said = await self.deps.approvals.vote(
+            interaction.actor, target.deploy, approve=approve, via="button"
+        )
+        return info_reply(said)
+
+    async def deploy_run(self, interaction: Interaction) -> Message:
+        """The run card's next step: deploy that run to the first environment."""
+        target = parse_value(RunTarget, str(interaction.parameters["value"]))
+        interaction.target, interaction.model = f"{target.model}/{target.env}", target.model
+        if target.model not in self.deps.settings.models:
+            raise UserInputError(f"{target.model} is no longer configured.")
+        d = await self.deps.deploys.request(
+            interaction.actor, DeployStart(model=target.model, env=target.env, run=target.run)
+        )
+        return info_reply(
+            f":rocket: Deploy #{d.id} of run #{target.run} to *{d.env}* is {d.state}."
+        )

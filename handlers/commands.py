@@ -8,30 +8,11 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
 from bot import intents as i
-from bot.errors import BotError
-from bot.policy import Action
-from bot.views import locks as lock_views
 from bot.views.blocks import Message
-from bot.views.replies import info_reply
-from handlers import train_commands
+from handlers import deploy_commands, train_commands
 from handlers.deps import Deps
 from handlers.outcome import Interaction, Reply, acknowledge, delivery_key, handle
-from handlers.parsing import parse_deploy, parse_train, usage
-
-
-class Unavailable(BotError):
-    """A command that parses and is allowed, but whose feature this version does not ship."""
-
-    kind = "unavailable"
-
-
-DEPLOY_ACTIONS: dict[type[Any], Action] = {
-    i.DeployStart: Action.DEPLOY_START,
-    i.DeployDiff: Action.DEPLOY_VIEW,
-    i.DeployRollback: Action.DEPLOY_ROLLBACK,
-    i.DeployHistory: Action.DEPLOY_VIEW,
-    i.AbCommand: Action.AB_CHANGE,
-}
+from handlers.parsing import parse_deploy, parse_train
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
@@ -82,32 +63,7 @@ class SlashCommands:
     async def deploy(self, interaction: Interaction, text: str) -> Message | None:
         intent = parse_deploy(text, self.deps.catalog)
         note(interaction, "deploy", intent)
-        actor, locks = interaction.actor, self.deps.locks
-        match intent:
-            case i.Help():
-                return info_reply(usage("deploy"))
-            case i.LockEnv(model=model, env=env, reason=reason):
-                await locks.lock(actor, model, env, reason)
-                return info_reply(f":lock: Locked *{model}/{env}*.")
-            case i.UnlockEnv(model=model, env=env):
-                await locks.unlock(actor, model, env)
-                return info_reply(f":unlock: Unlocked *{model}/{env}*.")
-            case i.Freeze(reason=reason):
-                await locks.freeze(actor, reason)
-                return info_reply(":snowflake: Deploys are frozen.")
-            case i.Unfreeze():
-                await locks.unfreeze(actor)
-                return info_reply(":sunny: Deploys are unfrozen.")
-            case i.DeployStatus(model=model):
-                status = await locks.status(actor, model)
-                return lock_views.status_reply(model, status.envs, status.locks, status.freeze)
-        action = DEPLOY_ACTIONS[type(intent)]
-        target = getattr(intent, "model", None), getattr(intent, "env", None)
-        await self.deps.access.check(actor, action, *target)
-        raise Unavailable(
-            f"`/deploy {text.strip()}` is understood, but deploys are not "
-            "available in this version yet."
-        )
+        return await deploy_commands.dispatch(self.deps, interaction.actor, intent)
 
 
 def note(interaction: Interaction, command: str, intent: i.TrainIntent | i.DeployIntent) -> None:

@@ -10,6 +10,8 @@ from bot.logs import SecretScrubber
 from bot.metrics import Metrics
 from bot.ports import Chat
 from bot.services.access import Access
+from bot.services.approvals import Approvals
+from bot.services.deploys import DeployReports, Deploys
 from bot.services.locks import Locks
 from bot.services.training import Training
 from bot.store import Store
@@ -26,6 +28,9 @@ class Deps:
     access: Access
     locks: Locks
     training: Training
+    deploys: Deploys
+    reports: DeployReports
+    approvals: Approvals
     inflight: InFlight
 
     @property

@@ -140,22 +140,3 @@ async def audit(deps: Deps, interaction: Interaction, error: BaseException | Non
         await deps.store.record_audit(event)
     except Exception:
         log.exception("audit_write_failed", action=event.action)
-
-
-async def audit_only(
-    deps: Deps,
-    *,
-    delivery: str | None,
-    kind: str,
-    actor: str,
-    target: str,
-    correlation_id: str,
-    parameters: dict[str, Any],
-) -> None:
-    """Audit an interaction that asks nothing of the bot yet (for example a stray reaction)."""
-    interaction = Interaction(
-        kind=kind, actor=actor, correlation_id=correlation_id, target=target, parameters=parameters
-    )
-    async with deps.inflight.track():
-        if await first_delivery(deps, delivery):
-            await audit(deps, interaction, None)

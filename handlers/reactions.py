@@ -1,16 +1,15 @@
-"""Emoji reactions. Approvals by reaction arrive with the deploy flow; today they are audited."""
+"""Emoji reactions: on a deploy card, the environment's approve and reject emoji are votes."""
 
 from __future__ import annotations
 
 from typing import Any
 
-import structlog
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
+from bot.views.blocks import Message
+from bot.views.replies import info_reply
 from handlers.deps import Deps
-from handlers.outcome import acknowledge, audit_only, delivery_key
-
-log = structlog.get_logger(__name__)
+from handlers.outcome import Interaction, Reply, acknowledge, delivery_key, handle
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
@@ -18,16 +17,25 @@ def register(app: AsyncApp, deps: Deps) -> None:
         body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
     ) -> None:
         item = event.get("item", {})
-        target = f"{item.get('channel', '')}/{item.get('ts', '')}"
-        await audit_only(
-            deps,
-            delivery=delivery_key(body),
+        channel, ts = str(item.get("channel", "")), str(item.get("ts", ""))
+        actor = str(event.get("user", ""))
+        added = event.get("type") == "reaction_added"
+        interaction = Interaction(
             kind=f"reaction.{event.get('type', '')}",
-            actor=str(event.get("user", "")),
-            target=target,
+            actor=actor,
             correlation_id=str(context["correlation_id"]),
+            target=f"{channel}/{ts}",
             parameters={"reaction": event.get("reaction", "")},
+            delivery=delivery_key(body),
         )
+
+        async def work(_: Interaction) -> Message | None:
+            said = await deps.approvals.reaction(
+                actor, channel, ts, str(event.get("reaction", "")), added=added
+            )
+            return info_reply(said) if said else None
+
+        await handle(deps, interaction, Reply(deps.chat, channel, actor), work)
 
     app.event("reaction_added")(ack=acknowledge, lazy=[on_reaction])
     app.event("reaction_removed")(ack=acknowledge, lazy=[on_reaction])

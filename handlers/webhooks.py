@@ -61,7 +61,7 @@ class WebhookIntake:
             log.warning("webhook_too_large", limit=MAX_BODY)
             return web.Response(status=413, text="payload too large\n")
         token = request.headers.get("X-Gitlab-Token", "")
-        body, problem = _json_object(raw)
+        text, body, problem = _json_object(raw)
         if body is None:
             if not self._any_secret_matches(token):
                 return self._refused(None, token)
@@ -71,16 +71,22 @@ class WebhookIntake:
         secret = self.settings.secret_for(project)
         if secret is None or not token_matches(token, secret.get_secret_value()):
             return self._refused(project, token, configured=secret is not None)
-        return await self._store(request, raw, body, project)
+        return await self._store(request, raw, text, body, project)
 
     async def _store(
-        self, request: web.Request, raw: bytes, body: dict[str, Any], project: str | None
+        self,
+        request: web.Request,
+        raw: bytes,
+        text: str,
+        body: dict[str, Any],
+        project: str | None,
     ) -> web.Response:
         header = request.headers.get("X-Gitlab-Event")
         kind = event_kind(header, body)
         key = delivery_key(request.headers, raw)
         named = str(kind) if kind else str(header or body.get("object_kind") or "unknown")
-        delivery = Delivery(key, named[:64], project, raw.decode(), ignored=kind is None)
+        where = project[:255] if project else None
+        delivery = Delivery(key, named[:64], where, text, ignored=kind is None)
         try:
             new = await self.inbox.put(delivery)
         except Exception as err:
@@ -93,7 +99,7 @@ class WebhookIntake:
         return web.Response(text=f"{outcome}\n")
 
     def _any_secret_matches(self, token: str) -> bool:
-        """For bodies that name no project: does the token match any configured secret?"""
+        """For a body that is not a JSON object (no project to read): any secret matches?"""
         secrets = [self.settings.secret, *self.settings.project_secrets.values()]
         results = [token_matches(token, s.get_secret_value()) for s in secrets if s is not None]
         return any(results)
@@ -118,16 +124,18 @@ async def _read_body(request: web.Request) -> bytes | None:
     return b"".join(chunks)
 
 
-def _json_object(raw: bytes) -> tuple[dict[str, Any] | None, str]:
+def _json_object(raw: bytes) -> tuple[str, dict[str, Any] | None, str]:
+    """The body as text and as a JSON object, or why it is not one."""
     try:
-        body = json.loads(raw.decode("utf-8"))
+        text = raw.decode("utf-8")
+        body = json.loads(text)
     except UnicodeDecodeError:
-        return None, "the body is not UTF-8"
+        return "", None, "the body is not UTF-8"
     except ValueError as err:
-        return None, str(err)
+        return "", None, str(err)
     if not isinstance(body, dict):
-        return None, f"expected a JSON object, got {type(body).__name__}"
-    return body, ""
+        return text, None, f"expected a JSON object, got {type(body).__name__}"
+    return text, body, ""
 
 
 def routes(intake: WebhookIntake) -> list[web.RouteDef]:

@@ -161,6 +161,18 @@ class GitLabPipelines:
             what = f"reading {path} of job {job_id} of {project}"
             raise self._error(err, what, project=project) from err
 
+    async def read_file(self, project: str, path: str, ref: str) -> bytes | None:
+        """A file of the repository at ``ref`` (repository files API); None when absent."""
+        proj = await self._project(project)
+        try:
+            data = await self._call(lambda: proj.files.raw(file_path=path, ref=ref, **self._opts))
+        except _FAILURES as err:
+            if _code(err) == 404:
+                return None
+            what = f"reading {path} of {project} at {ref}"
+            raise self._error(err, what, project=project) from err
+        return bytes(data)
+
     # -- plumbing --------------------------------------------------------------------------
 
     async def _project(self, path: str) -> Project:

@@ -44,8 +44,10 @@ class Cards:
         self.shown[key] = message
         return ref
 
-    async def reply(self, key: str, message: Message) -> None:
-        """Post ``message`` in the card's thread (for example a failure's log tail)."""
+    async def reply(self, key: str, message: Message) -> tuple[str, str] | None:
+        """Post ``message`` in the card's thread (for example a failure's log tail); returns
+        where the reply is, so that it can be edited."""
         ref = await self.store.get_card(key)
-        if ref is not None:
-            await self.chat.post(ref.channel, message.text, message.blocks, thread_ts=ref.ts)
+        if ref is None:
+            return None
+        return await self.chat.post(ref.channel, message.text, message.blocks, thread_ts=ref.ts)

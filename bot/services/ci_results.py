@@ -1,9 +1,10 @@
 """CI results in Slack: GitLab events -> one card per pipeline (or merge request, deployment).
 
-Each batch of inbox deliveries is merged into the stored state of its cards first (the durable
-effect, safe to repeat), then the cards are published to the channels the routing rules chose.
-A redelivered or re-processed event changes nothing: merging is idempotent, a card is posted
-once and then edited, and a failed job's trace is posted once per card thread.
+Each batch of inbox deliveries is merged with the stored state of its cards, the cards are
+published to the channels the routing rules chose, and the merged states (with the thread
+replies now posted) are stored in one write. Processing an event again changes nothing:
+merging is idempotent, a card is posted once and then edited, and a failed job's trace is
+posted once per card thread.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import asyncio
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
@@ -24,7 +24,7 @@ from bot.domain import CardRef
 from bot.ports import Chat, PipelineJob, PipelineStatus, TrainingEvents
 from bot.services.cards import Cards
 from bot.services.ci_events import TRACE_LINES, Event, Unreadable, parse, tail
-from bot.store.inbox import InboxItem
+from bot.store.inbox import BatchResult, InboxItem
 from bot.views import ci as views
 from bot.views.blocks import Block
 
@@ -70,15 +70,6 @@ class NoTraining:
 
     async def pipeline_changed(self, project: str, pipeline: PipelineStatus) -> bool:
         return False
-
-
-@dataclass
-class BatchResult:
-    """What became of each delivery of a batch, by inbox id."""
-
-    done: list[int] = field(default_factory=list)
-    ignored: dict[int, str] = field(default_factory=dict)
-    failed: dict[int, str] = field(default_factory=dict)
 
 
 def status_of(pipeline: Pipeline) -> PipelineStatus:

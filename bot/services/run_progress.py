@@ -69,8 +69,10 @@ class RunProgress:
         self.clock = clock
 
     async def show(self, run: Run) -> None:
-        channel = self.settings.models[run.model].channel
-        await self.cards.publish(card_key(run), channel, run_card(run, self.clock()))
+        config = self.settings.models[run.model]
+        first = next(iter(config.environments), None) if config.deploy.image_repository else None
+        message = run_card(run, self.clock(), first)
+        await self.cards.publish(card_key(run), config.channel, message)
 
     async def pipeline_changed(self, project: str, pipeline: PipelineStatus) -> bool:
         """A pipeline moved (webhook or poll); True when it belongs to a run."""
@@ -154,8 +156,19 @@ class RunProgress:
         return self.settings.models[run.model].training.gate
 
     async def champion(self, run: Run) -> Champion | None:
-        """The configured baseline (the run deployed to prod takes over once deploys exist)."""
-        baseline = self.settings.models[run.model].training.baseline
+        return await self.champion_of(run.model)
+
+    async def champion_of(self, model: str) -> Champion | None:
+        """The run whose image is deployed to production now, else the configured baseline."""
+        config = self.settings.models[model]
+        prod = (
+            "prod" if "prod" in config.environments else next(reversed(config.environments), None)
+        )
+        deployed = await self.store.deployments.last_good(model, prod) if prod else None
+        run = await self.store.runs.get(deployed.run_id) if deployed and deployed.run_id else None
+        if run is not None and run.metrics:
+            return Champion(f"run #{run.id} (in {prod})", dict(run.metrics), run.test_set)
+        baseline = config.training.baseline
         if baseline is None:
             return None
         return Champion("the baseline", dict(baseline.metrics), baseline.test_set)

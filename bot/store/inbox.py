@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -50,6 +50,15 @@ class InboxItem:
     body: str
     attempts: int
     received_at: datetime
+
+
+@dataclass
+class BatchResult:
+    """What became of each delivery of a batch the worker handed out, by inbox id."""
+
+    done: list[int] = field(default_factory=list)
+    ignored: dict[int, str] = field(default_factory=dict)
+    failed: dict[int, str] = field(default_factory=dict)
 
 
 def _values(delivery: Delivery, at: datetime) -> dict[str, Any]:
@@ -102,18 +111,24 @@ class Inbox:
             while self._queue:
                 batch = self._queue[: self.max_batch]
                 del self._queue[: self.max_batch]
-                try:
-                    stored = await self.put_many([delivery for delivery, _ in batch])
-                except Exception as err:
-                    for _, future in batch:
-                        if not future.done():
-                            future.set_exception(err)
-                    continue
-                for (_, future), new in zip(batch, stored, strict=True):
-                    if not future.done():
-                        future.set_result(new)
+                await self._write_batch(batch)
         finally:
             self._writer = None
+
+    async def _write_batch(self, batch: list[tuple[Delivery, asyncio.Future[bool]]]) -> None:
+        """One transaction for the batch; if it fails, one each, so a bad row fails alone."""
+        try:
+            stored = await self.put_many([delivery for delivery, _ in batch])
+        except Exception as err:
+            if len(batch) > 1:
+                for single in batch:
+                    await self._write_batch([single])
+            elif not batch[0][1].done():
+                batch[0][1].set_exception(err)
+            return
+        for (_, future), new in zip(batch, stored, strict=True):
+            if not future.done():
+                future.set_result(new)
 
     async def put_many(self, deliveries: Sequence[Delivery]) -> list[bool]:
         """Store several deliveries in one transaction; for each, False when already stored."""
@@ -149,14 +164,19 @@ class Inbox:
     async def mark_ignored(self, ids: Iterable[int], reason: str) -> None:
         await self._finish(ids, Status.IGNORED, reason)
 
-    async def mark_failed(self, item_id: int, error: str, *, retry_at: datetime | None) -> None:
+    async def mark_failed(
+        self, ids: Iterable[int], error: str, *, retry_at: datetime | None
+    ) -> None:
         """Count a failed attempt: try again at ``retry_at``, or give up when it is None."""
         values: dict[str, Any] = {"attempts": table.c.attempts + 1, "error": error[:2000]}
         if retry_at is None:
             values |= {"status": Status.FAILED, "done_at": now(), "retry_at": None}
         else:
             values["retry_at"] = retry_at
-        stmt = table.update().where(table.c.id == item_id, table.c.status == Status.PENDING)
+        wanted = list(ids)
+        if not wanted:
+            return
+        stmt = table.update().where(table.c.id.in_(wanted), table.c.status == Status.PENDING)
         async with self.gate.hold(), self.db.write() as conn:
             await conn.execute(stmt.values(values))
 
@@ -182,9 +202,11 @@ class Inbox:
             rows = await conn.execute(query)
             return {str(status): int(n) for status, n in rows}
 
-    async def next_due(self) -> datetime | None:
+    async def next_due(self, *, skip: Collection[int] = ()) -> datetime | None:
         """When the earliest pending delivery that waits for a retry becomes due."""
         query = sa.select(sa.func.min(table.c.retry_at)).where(table.c.status == Status.PENDING)
+        if skip:
+            query = query.where(table.c.id.not_in(list(skip)))
         async with self.db.read() as conn:
             value = await conn.scalar(query)
         return value if isinstance(value, datetime) else None

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.store import schema
-from bot.store.versions import v001_initial, v002_inbox, v003_runs
+from bot.store.versions import v001_initial, v002_inbox, v003_runs, v004_deployments
 
 # Key of the PostgreSQL advisory lock that serialises `migrate` across processes ("mlopsbot").
 _ADVISORY_LOCK_KEY = 0x6D6C6F7073626F74
@@ -32,6 +32,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(1, v001_initial.DESCRIPTION, v001_initial.apply),
     Migration(2, v002_inbox.DESCRIPTION, v002_inbox.apply),
     Migration(3, v003_runs.DESCRIPTION, v003_runs.apply),
+    Migration(4, v004_deployments.DESCRIPTION, v004_deployments.apply),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -3,40 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import fields
 from typing import Any
 
 import sqlalchemy as sa
 
 from bot.domain import Run, RunState
 from bot.store.db import Database
+from bot.store.rowmap import checked, from_row, values_of
 from bot.store.schema import runs as table
 
 ACTIVE = (RunState.QUEUED, RunState.RUNNING)
-COLUMNS = frozenset(c.name for c in table.columns)
 
 
 def to_run(row: sa.Row[Any]) -> Run:
-    values = {f.name: getattr(row, f.name) for f in fields(Run) if f.name in COLUMNS}
-    values["state"] = RunState(row.state)
-    values["params"] = dict(row.params or {})
-    return Run(**values)
-
-
-def run_values(run: Run) -> dict[str, Any]:
-    values = {f.name: getattr(run, f.name) for f in fields(Run) if f.name in COLUMNS}
-    values.pop("id")
-    values["state"] = str(run.state)
-    return values
-
-
-def checked(changes: dict[str, Any]) -> dict[str, Any]:
-    unknown = set(changes) - COLUMNS
-    if unknown:
-        raise ValueError(f"not columns of runs: {sorted(unknown)}")
-    if "state" in changes:
-        changes = {**changes, "state": str(changes["state"])}
-    return changes
+    return from_row(Run, row, table, params=dict(row.params or {}))
 
 
 class Runs:
@@ -46,7 +26,9 @@ class Runs:
     async def create(self, run: Run) -> Run:
         """Store a new run; its id comes from the database."""
         async with self.db.write() as conn:
-            new_id = await conn.scalar(table.insert().values(run_values(run)).returning(table.c.id))
+            new_id = await conn.scalar(
+                table.insert().values(values_of(run, table)).returning(table.c.id)
+            )
             row = (await conn.execute(table.select().where(table.c.id == new_id))).one()
         return to_run(row)
 
@@ -60,7 +42,7 @@ class Runs:
     ) -> Run | None:
         """Apply ``changes``; with ``only_if``, only while the run is in one of those states
         (None when it was not: someone else already made that transition)."""
-        stmt = table.update().where(table.c.id == run_id).values(checked(changes))
+        stmt = table.update().where(table.c.id == run_id).values(checked(changes, table))
         if only_if is not None:
             stmt = stmt.where(table.c.state.in_([str(s) for s in only_if]))
         async with self.db.write() as conn:

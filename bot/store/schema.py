@@ -165,3 +165,40 @@ runs = sa.Table(
     sa.Index("ix_runs_model_id", "model", "id"),
     sa.Index("ix_runs_pipeline", "project", "pipeline_id"),
 )
+
+deployments = sa.Table(
+    "deployments",
+    metadata,
+    sa.Column("id", bigint_pk(), primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(255), nullable=False),
+    sa.Column("env", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("state", sa.String(32), nullable=False, index=True),
+    sa.Column("requester", sa.String(255), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("image_tag", sa.String(255), nullable=False),
+    sa.Column("digest", sa.String(100), nullable=False),
+    sa.Column("run_id", sa.BigInteger, nullable=True),
+    sa.Column("sha", sa.String(64), nullable=True),
+    sa.Column("ref", sa.String(255), nullable=True),
+    sa.Column("force_reason", sa.Text, nullable=True),
+    sa.Column("revision", sa.Integer, nullable=True),
+    sa.Column("previous_revision", sa.Integer, nullable=True),
+    sa.Column("target_deploy", sa.BigInteger, nullable=True),
+    sa.Column("expires_at", UTCDateTime, nullable=True),
+    sa.Column("started_at", UTCDateTime, nullable=True),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Column("diff", sa.Text, nullable=True),
+    sa.Index("ix_deployments_model_env_id", "model", "env", "id"),
+)
+
+approval_votes = sa.Table(
+    "approval_votes",
+    metadata,
+    sa.Column("deploy_id", sa.BigInteger, primary_key=True),
+    sa.Column("user", sa.String(255), primary_key=True),
+    sa.Column("approve", sa.Boolean, nullable=False),
+    sa.Column("via", sa.String(16), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+)

@@ -13,6 +13,7 @@ from bot.domain import AuditEvent, CardRef, Freeze, Lock
 from bot.errors import Conflict
 from bot.store import migrations, rows, schema
 from bot.store.db import Database
+from bot.store.deployments import Deployments
 from bot.store.engine import build_engine, normalize_url
 from bot.store.errors import StoreNotReady
 from bot.store.inbox import Inbox
@@ -36,6 +37,7 @@ class Store:
     def __init__(self, engine: AsyncEngine, *, timeout: float = 10.0) -> None:
         self.db = Database(engine, timeout=timeout)
         self.runs = Runs(self.db)
+        self.deployments = Deployments(self.db)
         self.inbox = Inbox(self.db)
         self._engine = engine
         self._timeout = timeout
@@ -222,4 +224,12 @@ class Store:
         table = schema.cards
         async with self._read() as conn:
             row = (await conn.execute(sa.select(table).where(table.c.key == key))).first()
+        return None if row is None else rows.to_card(row)
+
+    async def card_at(self, channel: str, ts: str) -> CardRef | None:
+        """The card shown by the message at ``channel``/``ts`` (for reactions on it)."""
+        table = schema.cards
+        stmt = sa.select(table).where(table.c.channel == channel, table.c.ts == ts)
+        async with self._read() as conn:
+            row = (await conn.execute(stmt)).first()
         return None if row is None else rows.to_card(row)

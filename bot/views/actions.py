@@ -9,6 +9,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 class ActionId(StrEnum):
     UNLOCK = "lock.release"
+    APPROVE = "deploy.approve"
+    REJECT = "deploy.reject"
+    DEPLOY_RUN = "run.deploy"
 
 
 class EnvTarget(BaseModel):
@@ -18,3 +21,21 @@ class EnvTarget(BaseModel):
 
     model: str = Field(min_length=1, max_length=64)
     env: str = Field(min_length=1, max_length=64)
+
+
+class DeployTarget(BaseModel):
+    """Button value naming one deployment (approve / reject)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    deploy: int = Field(ge=1)
+
+
+class RunTarget(BaseModel):
+    """Button value of "Deploy to <env>" on a run card."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(min_length=1, max_length=64)
+    env: str = Field(min_length=1, max_length=64)
+    run: int = Field(ge=1)

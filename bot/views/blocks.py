@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 Block = dict[str, Any]
+USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 
 @dataclass(frozen=True)
@@ -50,4 +52,5 @@ def when(at: datetime) -> str:
 
 
 def user(user_id: str) -> str:
-    return f"<@{user_id}>"
+    """A mention for a Slack user id; anything else (say "deploy #7") as plain text."""
+    return f"<@{user_id}>" if USER_ID.match(user_id) else user_id

@@ -8,7 +8,8 @@ from datetime import datetime
 from bot.accuracy import MetricsReport, Verdict, table
 from bot.domain import Run, RunState
 from bot.ports import NodeGpus, PendingGpuJob
-from bot.views.blocks import Block, Message, context, section, user, when
+from bot.views.actions import ActionId, RunTarget
+from bot.views.blocks import Block, Message, actions, button, context, section, user, when
 
 STATE_ICONS = {
     RunState.QUEUED: ":hourglass_flowing_sand:",
@@ -61,8 +62,7 @@ def links(run: Run) -> str:
     return "not started yet"
 
 
-def metrics_table(run: Run, verdict: Verdict) -> str:
-    report = MetricsReport(run.metrics or {}, run.test_set)
+def metrics_table(report: MetricsReport, verdict: Verdict) -> str:
     champion = verdict.champion
     header = f"{'metric':<14}{'candidate':>11}{'champion':>11}{'delta':>10}"
     lines = [header]
@@ -72,16 +72,14 @@ def metrics_table(run: Run, verdict: Verdict) -> str:
         delta = f"{row.delta:+.4f}" if row.delta is not None else "-"
         lines.append(f"{row.name:<14}{cand:>11}{champ:>11}{delta:>10}")
     against = f"against {champion.label}" if champion else "no champion to compare with"
-    return f"```{chr(10).join(lines)}```\ntest set `{run.test_set or '?'}` · {against}"
+    return f"```{chr(10).join(lines)}```\ntest set `{report.test_set or '?'}` · {against}"
 
 
-def accuracy_blocks(run: Run) -> list[Block]:
-    if run.state != RunState.SUCCEEDED or run.verdict is None:
-        return []
-    verdict = Verdict.from_json(run.verdict)
-    if run.metrics is None:
+def verdict_blocks(report: MetricsReport | None, verdict: Verdict) -> list[Block]:
+    """The accuracy table and the gate verdict (or the "no metrics" state)."""
+    if report is None:
         return [section(":grey_question: *no metrics*: " + "; ".join(verdict.reasons))]
-    blocks = [section(metrics_table(run, verdict))]
+    blocks = [section(metrics_table(report, verdict))]
     if verdict.passed:
         blocks.append(section(":white_check_mark: *gate passed*"))
     else:
@@ -89,12 +87,28 @@ def accuracy_blocks(run: Run) -> list[Block]:
     return blocks
 
 
-def run_card(run: Run, now: datetime) -> Message:
+def accuracy_blocks(run: Run) -> list[Block]:
+    if run.state != RunState.SUCCEEDED or run.verdict is None:
+        return []
+    report = MetricsReport(run.metrics, run.test_set) if run.metrics is not None else None
+    return verdict_blocks(report, Verdict.from_json(run.verdict))
+
+
+def next_step(run: Run, env: str | None) -> list[Block]:
+    """Once the gate passed: a button that deploys this run to the first environment."""
+    if env is None or run.state != RunState.SUCCEEDED or not (run.verdict or {}).get("passed"):
+        return []
+    value = RunTarget(model=run.model, env=env, run=run.id).model_dump()
+    return [actions(button(f"Deploy to {env}", ActionId.DEPLOY_RUN, value, "primary"))]
+
+
+def run_card(run: Run, now: datetime, next_env: str | None = None) -> Message:
     blocks = [
         section(title(run)),
         context(facts(run)),
         context(f"{progress(run, now)} · {links(run)}"),
         *accuracy_blocks(run),
+        *next_step(run, next_env),
     ]
     return Message(text=f"{run.model} run #{run.id}: {run.state}", blocks=blocks)
 

@@ -64,14 +64,14 @@ async def test_a_failure_waits_for_its_retry_then_gives_up(store: Store) -> None
     await store.inbox.put(delivery("a"))
     (item,) = await store.inbox.next_batch(10)
     later = now() + timedelta(minutes=5)
-    await store.inbox.mark_failed(item.id, "Slack said ratelimited", retry_at=later)
+    await store.inbox.mark_failed([item.id], "Slack said ratelimited", retry_at=later)
     assert await store.inbox.next_batch(10) == []
     due = await store.inbox.next_due()
     assert due is not None and abs((due - later).total_seconds()) < 1
-    await store.inbox.mark_failed(item.id, "again", retry_at=now() - timedelta(seconds=1))
+    await store.inbox.mark_failed([item.id], "again", retry_at=now() - timedelta(seconds=1))
     (again,) = await store.inbox.next_batch(10)
     assert again.attempts == 2
-    await store.inbox.mark_failed(item.id, "for good", retry_at=None)
+    await store.inbox.mark_failed([item.id], "for good", retry_at=None)
     assert await store.inbox.counts() == {"failed": 1}
     assert await store.inbox.next_due() is None
 
@@ -95,3 +95,18 @@ async def test_card_states_round_trip_and_prune(store: Store) -> None:
     assert found == {"pipeline:ml/fraud:1": {"kind": "pipeline", "status": "success"}}
     assert await states.prune(now() + timedelta(seconds=1)) == 1
     assert await states.get_many(["pipeline:ml/fraud:1"]) == {}
+
+
+async def test_a_row_the_database_refuses_fails_alone(store: Store) -> None:
+    # PostgreSQL refuses a key longer than its column; SQLite takes it. Either way, the other
+    # deliveries that shared its transaction are stored.
+    too_long = Delivery("x" * 300, "pipeline", "ml/fraud", "{}")
+    results = await asyncio.gather(
+        store.inbox.put(delivery("good-1")),
+        store.inbox.put(too_long),
+        store.inbox.put(delivery("good-2")),
+        return_exceptions=True,
+    )
+    assert results[0] is True and results[2] is True
+    postgres = store.db.engine.dialect.name == "postgresql"
+    assert isinstance(results[1], Exception) if postgres else results[1] is True

@@ -1,0 +1,72 @@
+"""/deploy subcommands: each parsed intent goes to its service, the result to a view."""
+
+from __future__ import annotations
+
+from bot import intents as i
+from bot.errors import BotError
+from bot.policy import Action
+from bot.views import deploys as views
+from bot.views.blocks import Message, user
+from bot.views.replies import info_reply
+from handlers.deps import Deps
+from handlers.parsing import usage
+
+
+class Unavailable(BotError):
+    """A command that parses and is allowed, but whose feature this version does not ship."""
+
+    kind = "unavailable"
+
+
+async def dispatch(deps: Deps, actor: str, intent: i.DeployIntent) -> Message:
+    match intent:
+        case i.Help():
+            return info_reply(usage("deploy"))
+        case i.DeployStart():
+            d = await deps.deploys.request(actor, intent)
+            waiting = " It waits for approval." if d.state.value == "awaiting approval" else ""
+            return info_reply(
+                f":rocket: Deploy #{d.id}: *{d.model}* → *{d.env}* "
+                f"(`{d.image_tag}`); its card is in the model's channel.{waiting}"
+            )
+        case i.DeployDiff():
+            return info_reply(
+                f"*{intent.model}/{intent.env}* would change:\n"
+                + await deps.deploys.diff(actor, intent)
+            )
+        case i.DeployRollback():
+            d = await deps.deploys.rollback(actor, intent)
+            return info_reply(
+                f":rewind: Rollback #{d.id} of *{d.model}/{d.env}* to revision "
+                f"{d.revision} is {d.state}."
+            )
+        case i.DeployHistory(model=model, env=env):
+            rows = await deps.reports.history(actor, model, env)
+            return views.history_reply(model, env, rows)
+        case i.DeployStatus(model=model, env=env):
+            reports = await deps.reports.status(actor, model, env)
+            freeze = await deps.store.get_freeze()
+            frozen = f"by {user(freeze.holder)}: {freeze.reason}" if freeze else None
+            return views.status_reply(model, reports, frozen)
+        case i.AbCommand():
+            await deps.access.check(actor, Action.AB_CHANGE, intent.model, intent.env)
+            raise Unavailable("A/B splits are understood, but not available in this version yet.")
+    return await lock_commands(deps, actor, intent)
+
+
+async def lock_commands(deps: Deps, actor: str, intent: i.DeployIntent) -> Message:
+    locks = deps.locks
+    match intent:
+        case i.LockEnv(model=model, env=env, reason=reason):
+            await locks.lock(actor, model, env, reason)
+            return info_reply(f":lock: Locked *{model}/{env}*.")
+        case i.UnlockEnv(model=model, env=env):
+            await locks.unlock(actor, model, env)
+            return info_reply(f":unlock: Unlocked *{model}/{env}*.")
+        case i.Freeze(reason=reason):
+            await locks.freeze(actor, reason)
+            return info_reply(":snowflake: Deploys are frozen.")
+        case i.Unfreeze():
+            await locks.unfreeze(actor)
+            return info_reply(":sunny: Deploys are unfrozen.")
+    raise AssertionError(f"unhandled /deploy intent {intent!r}")
