@@ -67,9 +67,13 @@ def push_image(ecr: Any, repository: str, tag: str) -> str:
             }
         ],
     }
-    image = ecr.put_image(
-        repositoryName=repository, imageManifest=json.dumps(manifest), imageTag=tag
-    )
+    try:
+        image = ecr.put_image(
+            repositoryName=repository, imageManifest=json.dumps(manifest), imageTag=tag
+        )
+    except ecr.exceptions.ImageAlreadyExistsException:
+        found = ecr.describe_images(repositoryName=repository, imageIds=[{"imageTag": tag}])
+        return str(found["imageDetails"][0]["imageDigest"])
     return str(image["image"]["imageId"]["imageDigest"])
 
 

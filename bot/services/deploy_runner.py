@@ -146,6 +146,8 @@ class DeployRunner:
         if self.deployer is None:
             raise Failed("ecspresso is not configured", touched=False)
         before = await self.current(d)
+        if before is not None:
+            await self.store.deployments.update(d.id, previous_revision=before.revision)
         async with self.configs.checkout(d.model, d.env, d.sha) as config:
             output = Output(self.cards, d)
             await output.open()
@@ -191,7 +193,7 @@ class DeployRunner:
         if state.rollout_state != "COMPLETED":
             raise Failed(f"the rollout ended {state.rollout_state}", touched=True)
         digests = await self.services.image_digests(state.images) if self.services else ()
-        if d.digest not in digests:
+        if d.digest and d.digest not in digests:
             shown = ", ".join(x[:19] for x in digests if x) or "an unknown image"
             raise Failed(
                 f"ECS runs {shown} (revision {state.revision}), not the requested {d.digest[:19]}",

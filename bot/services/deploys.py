@@ -35,6 +35,21 @@ def image_tag_of(run: Run, config: ModelConfig) -> str:
     )
 
 
+def before_the_bot(first: Deployment) -> Deployment:
+    """What ran before ``first``: its revision is known, its image only to ECS."""
+    assert first.previous_revision is not None
+    return replace(
+        first,
+        id=first.id,
+        image_tag=f"revision {first.previous_revision}",
+        digest="",
+        run_id=None,
+        sha=None,
+        ref=None,
+        revision=first.previous_revision,
+    )
+
+
 def gate_passed(run: Run | None) -> bool:
     return run is not None and bool((run.verdict or {}).get("passed"))
 
@@ -236,14 +251,19 @@ class Deploys:
                 target_deploy=target.id,
             )
         )
+        what = (
+            f"deploy #{target.id} (revision {target.revision})"
+            if target.digest
+            else f"revision {target.revision}, what ran before deploy #{target.id}"
+        )
         await self.cards.announce(
-            d,
-            f":rewind: {user(actor)} rolls {d.model}/{d.env} back to "
-            f"deploy #{target.id} (revision {target.revision}).",
+            d, f":rewind: {user(actor)} rolls {d.model}/{d.env} back to {what}."
         )
         return d
 
     async def rollback_target(self, intent: DeployRollback) -> Deployment:
+        """The deploy to restore: the one named, else the good one before the current one,
+        else what ran before the bot's first recorded deploy there."""
         store = self.store.deployments
         if intent.to is not None:
             target = await store.get(intent.to)
@@ -256,6 +276,8 @@ class Deploys:
                 if current
                 else None
             )
+            if target is None and current is not None and current.previous_revision:
+                return before_the_bot(current)
             if target is None:
                 raise NotFound(f"{intent.model}/{intent.env} has no earlier good deploy.")
         if target.state != DeployState.SUCCEEDED or target.revision is None:

@@ -9,8 +9,9 @@ import pytest
 from bot.config import Settings, load_settings
 from bot.errors import NotAllowed
 from bot.policy import Action
-from bot.sandbox.runner import sample_config, stand_in
+from bot.sandbox.runner import sample_config
 from bot.sandbox.slack import SlackStandIn
+from bot.sandbox.stand_ins import slack_stand_in as stand_in
 from bot.services.access import Access
 from integrations.slack import SlackDirectory, build_web_client
 

@@ -1,0 +1,127 @@
+"""The outside systems the sandbox plays (Slack, GitLab, AWS through moto, ecspresso) and the
+settings that point the bot at them."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr
+
+from bot.config import (
+    AwsSettings,
+    GitLabSettings,
+    Settings,
+    SlackSettings,
+    StoreSettings,
+)
+from bot.sandbox.gitlab import GitLabStandIn
+from bot.sandbox.gitlab_projects import GITLAB_TOKEN, gitlab_stand_in
+from bot.sandbox.people import BOT_TOKEN, CHANNELS, GROUPS, PEOPLE, SIGNING_SECRET
+from bot.sandbox.slack import SlackStandIn, SlackUser
+
+SANDBOX_AWS = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_EC2_METADATA_DISABLED": "true",
+}
+
+
+def slack_stand_in() -> SlackStandIn:
+    users = [SlackUser(id=p.id, name=p.name, real_name=p.real_name) for p in PEOPLE]
+    return SlackStandIn(bot_token=BOT_TOKEN, users=users, usergroups=GROUPS, channels=CHANNELS)
+
+
+def ecspresso_stand_in() -> str:
+    return str(resources.files("bot.sandbox").joinpath("bin", "ecspresso"))
+
+
+@dataclass
+class StandIns:
+    slack: SlackStandIn
+    gitlab: GitLabStandIn
+    aws: Any = None  # a bot.sandbox.aws.MotoServer when moto is installed
+    deploy_root: Path = Path(".")
+    exits: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+
+    @classmethod
+    async def started(cls, settings: Settings, data_dir: Path) -> StandIns:
+        stand_ins = cls(slack_stand_in(), gitlab_stand_in(), deploy_root=data_dir / "deploy")
+        await stand_ins.slack.start()
+        await stand_ins.gitlab.start()
+        stand_ins.gitlab.auto_advance(0.25)
+        stand_ins.start_aws(settings)
+        return stand_ins
+
+    def start_aws(self, settings: Settings) -> None:
+        """moto for ECR and ECS, with each model's services running a first image (skipped
+        when moto, a sandbox extra, is not installed: deploys then say AWS is unreachable)."""
+        try:
+            from bot.sandbox.aws import running_moto
+        except ImportError:
+            return
+        for name, value in SANDBOX_AWS.items():
+            os.environ.setdefault(name, value)
+        self.aws = self.exits.enter_context(running_moto(ecs_running=1))
+        self.create_targets(settings)
+
+    def create_targets(self, settings: Settings) -> None:
+        from bot.sandbox.deploy_fixtures import create_target
+
+        ecr, ecs = self.aws.client("ecr"), self.aws.client("ecs")
+        for model, config in settings.models.items():
+            if not config.deploy.image_repository or not config.gitlab_project:
+                continue
+            sha = self.gitlab.state.project(config.gitlab_project).resolve(None) or "v2"
+            for env in config.environments:
+                create_target(
+                    ecr, ecs, self.deploy_root, model=model, env=env, tags=("v1", sha), running="v1"
+                )
+
+    async def stop(self) -> None:
+        self.gitlab.auto_advance(None)
+        await self.gitlab.stop()
+        await self.slack.stop()
+        self.exits.close()
+
+
+def with_local_configs(settings: Settings, root: Path) -> dict[str, Any]:
+    """Each model's deploy config read from the sandbox's own directory."""
+    models = {}
+    for name, model in settings.models.items():
+        source = model.deploy.source.model_copy(
+            update={"kind": "local", "path": str(root / "{model}" / "{env}")}
+        )
+        deploy = model.deploy.model_copy(update={"source": source})
+        models[name] = model.model_copy(update={"deploy": deploy})
+    return models
+
+
+def sandbox_settings(base: Settings, stand_ins: StandIns, data_dir: Path) -> Settings:
+    """The given settings pointed at the stand-ins and a throwaway SQLite store."""
+    slack = SlackSettings(
+        bot_token=SecretStr(BOT_TOKEN),
+        signing_secret=SecretStr(SIGNING_SECRET),
+        api_url=stand_ins.slack.base_url,
+    )
+    update: dict[str, Any] = {
+        "slack": slack,
+        "gitlab": GitLabSettings(url=stand_ins.gitlab.url, token=SecretStr(GITLAB_TOKEN)),
+        "store": StoreSettings(url=f"sqlite:///{data_dir / 'sandbox.db'}"),
+        "data_dir": data_dir,
+        "notifier": base.notifier.model_copy(update={"edit_interval_seconds": 0.2}),
+        "training": base.training.model_copy(update={"poll_seconds": 0.5, "poll_max_seconds": 1.0}),
+        "ecspresso": base.ecspresso.model_copy(
+            update={"path": ecspresso_stand_in(), "timeout_seconds": 60.0, "verify_seconds": 20.0}
+        ),
+        "models": with_local_configs(base, stand_ins.deploy_root),
+    }
+    if stand_ins.aws is not None:
+        update["aws"] = AwsSettings(
+            region=stand_ins.aws.region, endpoint_url=stand_ins.aws.endpoint_url
+        )
+    return base.model_copy(update=update)
