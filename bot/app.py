@@ -10,7 +10,6 @@ import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -176,7 +175,7 @@ async def build_backends(settings: Settings) -> Backends:
     cluster = None
     if uses(settings, "kubernetes"):
         cluster = await KubernetesCluster.from_kubeconfig(
-            settings.kubernetes.kubeconfig or str(Path.home() / ".kube" / "config"),
+            settings.kubernetes.kubeconfig,
             request_timeout=settings.kubernetes.timeout_seconds,
         )
     objects = None

@@ -13,8 +13,8 @@ from typing import Any, TypeVar
 
 import aiohttp
 import pydantic
-from kubernetes.aio.client import ApiClient, ApiException, BatchV1Api, CoreV1Api
-from kubernetes.aio.config import new_client_from_config
+from kubernetes.aio.client import ApiClient, ApiException, BatchV1Api, Configuration, CoreV1Api
+from kubernetes.aio.config import load_incluster_config, new_client_from_config
 from tenacity import (
     AsyncRetrying,
     retry_if_exception,
@@ -54,7 +54,7 @@ class KubernetesCluster:
         self._timing = WatchTiming(request_timeout=self._timeout, watch_seconds=watch_seconds)
 
     @classmethod
-    async def from_kubeconfig(cls, path: str | Path, **options: Any) -> KubernetesCluster:
+    async def from_kubeconfig(cls, path: str | Path | None, **options: Any) -> KubernetesCluster:
         return cls(await api_client(path), **options)
 
     async def close(self) -> None:
@@ -219,8 +219,13 @@ class KubernetesCluster:
             ) from err
 
 
-async def api_client(kubeconfig: str | Path) -> ApiClient:
-    """An asyncio API client configured from a kubeconfig file."""
+async def api_client(kubeconfig: str | Path | None) -> ApiClient:
+    """An asyncio API client from a kubeconfig file, or from the pod's service account when
+    ``kubeconfig`` is None (the bot running inside the cluster)."""
+    if kubeconfig is None:
+        configuration = Configuration()
+        load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        return ApiClient(configuration=configuration)
     client: ApiClient = await new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
     return client
 
