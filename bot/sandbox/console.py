@@ -7,6 +7,7 @@ import itertools
 import json
 import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,8 @@ HELP = """console lines:
   react :emoji: | unreact :emoji:   react to the newest prompt
   wait N | wait until TEXT   let background work progress (N seconds, or until TEXT shows)
   webhook FILE               deliver a GitLab webhook payload (JSON file) as GitLab would
+  ecspresso MODE             make the next deploys fail, hang or lie (`fail@deploy`, `hang`,
+                             `lie`; see bot/sandbox/ecspresso_standin.py); `ecspresso ok` resets
   # comment                  ignored
   help | quit"""
 
@@ -50,6 +53,8 @@ class Console:
     ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     last_activity: float = field(default_factory=time.monotonic)
     webhook_token: str = WEBHOOK_SECRET
+    control_file: Path | None = None
+    busy: Callable[[], bool] = lambda: False
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()
@@ -81,9 +86,18 @@ class Console:
             await self.wait(rest.strip())
         elif word == "webhook":
             await self.webhook(rest.strip())
+        elif word == "ecspresso":
+            self.ecspresso_mode(rest.strip())
         else:
             raise ConsoleError(f"unknown console line {word!r}; type `help`")
         return True
+
+    def ecspresso_mode(self, mode: str) -> None:
+        """What the ecspresso stand-in does on the next deploys (the file it reads each run)."""
+        if self.control_file is None:
+            raise ConsoleError("this console has no ecspresso stand-in to steer")
+        self.control_file.write_text("" if mode in ("", "ok") else mode + "\n")
+        self.transcript.say(f"(ecspresso stand-in: {mode or 'ok'})")
 
     def switch(self, name: str) -> None:
         person = by_name(name.strip())
@@ -225,12 +239,15 @@ class Console:
         await self.settle()
 
     async def settle(self) -> None:
-        """Let the bot finish its reaction to the last line: wait until Slack has been quiet."""
+        """Let the bot finish its reaction to the last line: wait until it has no command
+        work in flight and Slack has been quiet for a moment."""
         started = time.monotonic()
         self.touch()
         while time.monotonic() - started < SETTLE_LIMIT:
             await asyncio.sleep(0.05)
-            if time.monotonic() - self.last_activity >= QUIET_PERIOD:
+            if self.busy():
+                self.touch()
+            elif time.monotonic() - self.last_activity >= QUIET_PERIOD:
                 return
 
     async def wait(self, rest: str) -> None:

@@ -8,7 +8,8 @@ come from the usual AWS_* variables.
 
 Failure injection, per invocation, from MLOPS_ECSPRESSO_STANDIN_MODE (or the first line of
 the file named by MLOPS_ECSPRESSO_STANDIN_CONTROL, which wins): ``;``-separated items
-``mode`` or ``mode@cmd,cmd``. Modes: ``fail`` (exit 1, ECS untouched), ``hang`` (never ends,
+``mode`` or ``mode@cmd,cmd`` (``redeploy`` names ``deploy --skip-task-definition``).
+Modes: ``fail`` (exit 1, ECS untouched), ``hang`` (never ends,
 ignores SIGTERM, has a child; pids go to MLOPS_ECSPRESSO_STANDIN_PIDFILE), ``lie`` (prints
 success, exits 0, changes nothing), ``old-version`` (``ecspresso v2.3.0``). Without ``@``,
 ``lie`` applies to deploy and rollback, ``old-version`` to version, the others to all but version.
@@ -209,12 +210,20 @@ def hang(command: str) -> NoReturn:
         time.sleep(3600)
 
 
+def scope_of(args: argparse.Namespace) -> str:
+    """The name injected modes are scoped by: ``redeploy`` is ``deploy --skip-task-definition``
+    (how the bot rolls back), so ``fail@deploy`` can break a deploy but not its rollback."""
+    if args.command == "deploy" and getattr(args, "skip_task_definition", False):
+        return "redeploy"
+    return str(args.command)
+
+
 COMMANDS = {"deploy": deploy, "rollback": rollback, "diff": diff, "revisions": revisions}
 
 
 def run(argv: list[str]) -> int:
     args = parser().parse_args(argv)
-    mode = mode_for(args.command)
+    mode = mode_for(scope_of(args))
     if args.command == "version":
         print(f"ecspresso {'v2.3.0' if mode == 'old-version' else VERSION}", flush=True)
         return 0

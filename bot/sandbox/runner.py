@@ -19,9 +19,9 @@ from bot.config import load_settings
 from bot.sandbox.aws import MotoServer
 from bot.sandbox.console import Console, ConsoleError
 from bot.sandbox.gitlab import GitLabStandIn
-from bot.sandbox.people import CHANNELS, PEOPLE, SIGNING_SECRET
+from bot.sandbox.people import PEOPLE, SIGNING_SECRET
 from bot.sandbox.slack import SlackStandIn
-from bot.sandbox.stand_ins import StandIns, sandbox_settings
+from bot.sandbox.stand_ins import StandIns, control_file, sandbox_settings
 from bot.sandbox.transcript import Transcript
 
 
@@ -42,6 +42,26 @@ class Sandbox:
     @property
     def gitlab(self) -> GitLabStandIn:
         return self.stand_ins.gitlab
+
+    def busy(self) -> bool:
+        """True while the bot still works on a command, click or reaction it has acked."""
+        return bool(self.bot.deps.inflight.tasks)
+
+    def console(self, out: TextIO, session: aiohttp.ClientSession) -> Console:
+        """A console that prints to ``out`` everything the bot posts from now on."""
+        names = {p.id: p.name for p in PEOPLE} | {"U0BOT": "mlops-bot"}
+        transcript = Transcript(out, names, self.slack.workspace.channels)
+        console = Console(
+            self.url,
+            SIGNING_SECRET,
+            self.slack,
+            transcript,
+            session,
+            control_file=control_file(self.stand_ins),
+            busy=self.busy,
+        )
+        self.slack.subscribe(console.on_slack)
+        return console
 
     @property
     def aws(self) -> MotoServer | None:
@@ -96,11 +116,8 @@ async def run(config: Path | None, script: Path | None, out: TextIO) -> int:
         running_sandbox(config) as sandbox,
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
     ):
-        transcript = Transcript(
-            out, {p.id: p.name for p in PEOPLE} | {"U0BOT": "mlops-bot"}, CHANNELS
-        )
-        console = Console(sandbox.url, SIGNING_SECRET, sandbox.slack, transcript, session)
-        sandbox.slack.subscribe(console.on_slack)
+        console = sandbox.console(out, session)
+        transcript = console.transcript
         transcript.say(banner(sandbox))
         async for line in read_lines(script):
             if script is not None and line.strip():

@@ -67,6 +67,7 @@ class StandIns:
         for name, value in SANDBOX_AWS.items():
             os.environ.setdefault(name, value)
         self.aws = self.exits.enter_context(running_moto(ecs_running=1))
+        self.aws.reset()  # moto's backends are per process: start from nothing
         self.create_targets(settings)
 
     def create_targets(self, settings: Settings) -> None:
@@ -89,15 +90,28 @@ class StandIns:
         self.exits.close()
 
 
-def with_local_configs(settings: Settings, root: Path) -> dict[str, Any]:
-    """Each model's deploy config read from the sandbox's own directory."""
+def control_file(stand_ins: StandIns) -> Path:
+    """Where the console writes the ecspresso stand-in's failure mode (`ecspresso fail`)."""
+    return stand_ins.deploy_root.parent / "ecspresso-control"
+
+
+def with_local_configs(settings: Settings, stand_ins: StandIns) -> dict[str, Any]:
+    """Each model's deploy config read from the sandbox's own directory, and every deploy
+    reading the stand-in's failure mode from the sandbox's control file."""
+    root, control = stand_ins.deploy_root, str(control_file(stand_ins))
     models = {}
     for name, model in settings.models.items():
         source = model.deploy.source.model_copy(
             update={"kind": "local", "path": str(root / "{model}" / "{env}")}
         )
         deploy = model.deploy.model_copy(update={"source": source})
-        models[name] = model.model_copy(update={"deploy": deploy})
+        envs = {
+            env_name: env.model_copy(
+                update={"variables": {**env.variables, "MLOPS_ECSPRESSO_STANDIN_CONTROL": control}}
+            )
+            for env_name, env in model.environments.items()
+        }
+        models[name] = model.model_copy(update={"deploy": deploy, "environments": envs})
     return models
 
 
@@ -116,9 +130,13 @@ def sandbox_settings(base: Settings, stand_ins: StandIns, data_dir: Path) -> Set
         "notifier": base.notifier.model_copy(update={"edit_interval_seconds": 0.2}),
         "training": base.training.model_copy(update={"poll_seconds": 0.5, "poll_max_seconds": 1.0}),
         "ecspresso": base.ecspresso.model_copy(
-            update={"path": ecspresso_stand_in(), "timeout_seconds": 60.0, "verify_seconds": 20.0}
+            update={
+                "path": ecspresso_stand_in(),
+                "timeout_seconds": min(base.ecspresso.timeout_seconds, 60.0),
+                "verify_seconds": min(base.ecspresso.verify_seconds, 20.0),
+            }
         ),
-        "models": with_local_configs(base, stand_ins.deploy_root),
+        "models": with_local_configs(base, stand_ins),
     }
     if stand_ins.aws is not None:
         update["aws"] = AwsSettings(

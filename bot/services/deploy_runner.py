@@ -231,10 +231,14 @@ class DeployRunner:
         return f"{reason}; rolled back to revision {target}"
 
     async def good_revision(self, d: Deployment, before: ServiceState | None) -> int | None:
+        """The last good deploy's revision there, else what ran before this deploy."""
         last = await self.store.deployments.last_good(d.model, d.env, before=d.id)
         if last is not None and last.revision is not None:
             return last.revision
-        return before.revision if before is not None else None
+        if before is not None:
+            return before.revision
+        fresh = await self.store.deployments.get(d.id)
+        return fresh.previous_revision if fresh is not None else None
 
     async def fail(self, d: Deployment, failure: Failed) -> None:
         reason = str(failure)

@@ -9,9 +9,7 @@ import aiohttp
 import pytest
 
 from bot.sandbox.console import Console
-from bot.sandbox.people import PEOPLE, SIGNING_SECRET
 from bot.sandbox.runner import Sandbox, running_sandbox
-from bot.sandbox.transcript import Transcript
 
 
 @pytest.fixture
@@ -32,9 +30,7 @@ def transcript_out() -> io.StringIO:
 
 
 @pytest.fixture
-def console(sandbox: Sandbox, http: aiohttp.ClientSession, transcript_out: io.StringIO) -> Console:
-    names = {p.id: p.name for p in PEOPLE} | {"U0BOT": "mlops-bot"}
-    transcript = Transcript(transcript_out, names, sandbox.slack.workspace.channels)
-    console = Console(sandbox.url, SIGNING_SECRET, sandbox.slack, transcript, http)
-    sandbox.slack.subscribe(console.on_slack)
-    return console
+def console(
+    sandbox: Sandbox, http: aiohttp.ClientSession, transcript_out: io.StringIO
+) -> Console:
+    return sandbox.console(transcript_out, http)

@@ -16,9 +16,7 @@ from kubernetes.aio.client import ApiClient, BatchV1Api, CoreV1Api
 
 from bot.domain import RunState
 from bot.sandbox.console import Console
-from bot.sandbox.people import PEOPLE, SIGNING_SECRET
 from bot.sandbox.runner import Sandbox, running_sandbox
-from bot.sandbox.transcript import Transcript
 from integrations.kubernetes import api_client
 from tests.helpers import eventually
 from tests.kube import FakeKubelet
@@ -78,11 +76,7 @@ async def kubelet(kube_api: ApiClient, model: str) -> AsyncIterator[FakeKubelet]
 
 async def start(config: Path) -> AsyncIterator[tuple[Sandbox, Console]]:
     async with running_sandbox(config) as sandbox, aiohttp.ClientSession() as http:
-        names = {p.id: p.name for p in PEOPLE}
-        transcript = Transcript(io.StringIO(), names, sandbox.slack.workspace.channels)
-        console = Console(sandbox.url, SIGNING_SECRET, sandbox.slack, transcript, http)
-        sandbox.slack.subscribe(console.on_slack)
-        yield sandbox, console
+        yield sandbox, sandbox.console(io.StringIO(), http)
 
 
 @pytest.fixture
