@@ -50,8 +50,35 @@ def check_config(config: str | None) -> int:
         if settings.slack.configured
         else "no Slack workspace (serve starts the sandbox)"
     )
+    tools = asyncio.run(check_ecspresso(settings))
+    for problem in tools:
+        print(problem, file=sys.stderr)
+    if tools:
+        return 1
     print(f"configuration is valid: models {models}; Slack: {mode}")
     return 0
+
+
+def deploys_configured(settings: Settings) -> bool:
+    return any(
+        m.deploy.image_repository or any(e.cluster for e in m.environments.values())
+        for m in settings.models.values()
+    )
+
+
+async def check_ecspresso(settings: Settings) -> list[str]:
+    """The ecspresso executable runs and is recent enough (older ones exit 0 after a
+    circuit-breaker rollback), when any model deploys."""
+    if not deploys_configured(settings):
+        return []
+    from integrations.ecspresso import Ecspresso
+
+    ecspresso = Ecspresso(settings.ecspresso.path, timeout=15.0)
+    try:
+        await ecspresso.check_version(settings.ecspresso.min_version)
+    except ConfigError as exc:
+        return [f"ecspresso.path: {issue}" for issue in exc.issues]
+    return []
 
 
 async def migrate(settings: Settings) -> int:

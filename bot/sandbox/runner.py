@@ -43,6 +43,13 @@ class Sandbox:
     def gitlab(self) -> GitLabStandIn:
         return self.stand_ins.gitlab
 
+    async def restart(self) -> None:
+        """Stop the bot as a deploy or a crash would, and start a new one on the same store and
+        stand-ins (what was in flight must be picked up from the store)."""
+        await bot_app.stop(self.bot)
+        self.bot = await bot_app.build(self.bot.settings)
+        self.url = await bot_app.start(self.bot, host="127.0.0.1", port=0)
+
     def busy(self) -> bool:
         """True while the bot still works on a command, click or reaction it has acked."""
         return bool(self.bot.deps.inflight.tasks)
@@ -77,12 +84,13 @@ async def running_sandbox(config: Path | None = None) -> AsyncIterator[Sandbox]:
         stand_ins = await StandIns.started(base, Path(tmp))
         try:
             bot = await bot_app.build(sandbox_settings(base, stand_ins, Path(tmp)))
+            sandbox = Sandbox(stand_ins, bot, "")
             try:
                 await bot.store.migrate()
-                url = await bot_app.start(bot, host="127.0.0.1", port=0)
-                yield Sandbox(stand_ins, bot, url)
+                sandbox.url = await bot_app.start(bot, host="127.0.0.1", port=0)
+                yield sandbox
             finally:
-                await bot_app.stop(bot)
+                await bot_app.stop(sandbox.bot)
         finally:
             await stand_ins.stop()
 

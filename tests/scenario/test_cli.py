@@ -27,16 +27,38 @@ def run(
     )
 
 
-def test_check_config_accepts_the_sample() -> None:
+def sample_with_ecspresso(tmp_path: Path, executable: Path) -> Path:
+    config = tmp_path / "bot.yaml"
+    sample = (ROOT / "bot" / "sandbox" / "sample-config.yaml").read_text()
+    config.write_text(f"ecspresso:\n  path: {executable}\n{sample}")
+    return config
+
+
+def test_check_config_accepts_the_sample(tmp_path: Path) -> None:
+    stand_in = ROOT / "bot" / "sandbox" / "bin" / "ecspresso"
     result = run(
         "--config",
-        "bot/sandbox/sample-config.yaml",
+        str(sample_with_ecspresso(tmp_path, stand_in)),
         "check-config",
         env={"SLACK_BOT_TOKEN": SECRET, "SLACK_SIGNING_SECRET": "shh-signing"},
     )
     assert result.returncode == 0, result.stderr
     assert "configuration is valid: models churn, fraud; Slack: HTTP" in result.stdout
     assert SECRET not in result.stdout + result.stderr
+
+
+def test_check_config_wants_a_recent_ecspresso(tmp_path: Path) -> None:
+    missing = run(
+        "--config", str(sample_with_ecspresso(tmp_path, tmp_path / "nope")), "check-config"
+    )
+    assert missing.returncode == 1
+    assert "ecspresso.path: ecspresso at" in missing.stderr and "cannot be run" in missing.stderr
+    old = tmp_path / "old-ecspresso"
+    old.write_text("#!/bin/sh\necho 'ecspresso v2.3.0'\n")
+    old.chmod(0o755)
+    outdated = run("--config", str(sample_with_ecspresso(tmp_path, old)), "check-config")
+    assert outdated.returncode == 1
+    assert "v2.3.0" in outdated.stderr and ">= v2.4.0" in outdated.stderr
 
 
 def test_check_config_reports_every_error_and_exits_1(tmp_path: Path) -> None:

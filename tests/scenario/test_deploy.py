@@ -6,6 +6,7 @@ import asyncio
 import io
 import json
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import aiohttp
@@ -229,3 +230,44 @@ async def test_approval_expires(console: Console, sandbox: Sandbox) -> None:
     assert "expired after 60 minutes" in card_of(sandbox, 2)
     with pytest.raises(Conflict, match="approval is closed"):
         await sandbox.bot.deps.approvals.vote("U0BOB", 2, approve=True, via="button")
+
+
+async def test_pending_approval_survives_a_restart(console: Console, sandbox: Sandbox) -> None:
+    await on_stg(sandbox, console)
+    await console.execute("/deploy fraud prod")
+    await deploy_state(sandbox, 2, DeployState.AWAITING_APPROVAL)
+    await console.execute("as @bob")
+    await console.execute("click Approve")
+    await sandbox.restart()
+    console.bot_url = sandbox.url
+    await console.execute("as @carol")
+    await console.execute("click Approve")
+    await deploy_state(sandbox, 2, DeployState.SUCCEEDED)
+    d = await sandbox.bot.store.deployments.get(2)
+    assert d is not None and set(d.approvers) == {"U0BOB", "U0CAROL"}
+    assert "revision 2 verified on ECS" in card_of(sandbox, 2)
+
+
+async def test_a_deploy_in_flight_is_reattached_after_a_restart(
+    console: Console, sandbox: Sandbox
+) -> None:
+    await on_stg(sandbox, console)
+    stg = await sandbox.bot.store.deployments.get(1)
+    assert stg is not None
+    store = sandbox.bot.store.deployments
+    inflight = await store.create(
+        replace(
+            stg, id=0, env="prod", state=DeployState.RUNNING, requester="U0ALICE", revision=None
+        )
+    )
+    runner = sandbox.bot.deploy_runner
+    assert runner is not None and runner.deployer is not None
+    config = sandbox.stand_ins.deploy_root / "fraud" / "prod" / "ecspresso.yml"
+    result = await runner.deployer.deploy(
+        str(config), runner.ecspresso_env(inflight), lambda _: None
+    )
+    assert result.ok  # ECS moved while no bot was watching
+    await sandbox.restart()
+    await deploy_state(sandbox, inflight.id, DeployState.SUCCEEDED)
+    done = await store.get(inflight.id)
+    assert done is not None and done.revision == 2
