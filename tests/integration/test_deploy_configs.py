@@ -70,6 +70,6 @@ async def test_missing_files_and_escapes_are_refused(gitlab: GitLabStandIn) -> N
     with pytest.raises(UserInputError, match="outside its directory"):
         async with configs.checkout("fraud", "evil", sha):
             pass
-    with pytest.raises(NotFound, match="has no deploy/prod/ecspresso.yml at 0000000"):
+    with pytest.raises(NotFound, match=r"has no deploy/prod/ecspresso\.yml at 0000000"):
         async with configs.checkout("fraud", "prod", "0000000000000000000000000000000000000000"):
             pass
