@@ -8,7 +8,6 @@ move only when a test calls ``advance()`` (or the sandbox turns on ``auto_advanc
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
 import time
 from collections.abc import Callable, Iterable
@@ -18,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.sandbox.changes import Changes
 from bot.sandbox.gitlab_api import GitLabApi, read_body
 from bot.sandbox.gitlab_state import (
     ACTIVE,
@@ -81,7 +81,7 @@ class GitLabStandIn:
         self._subscribers: list[Subscriber] = []
         self._runner: web.AppRunner | None = None
         self._port = 0
-        self._changed = asyncio.Event()
+        self._changed = Changes()
         self._auto_interval: float | None = None
         self._auto_task: asyncio.Task[None] | None = None
 
@@ -192,13 +192,8 @@ class GitLabStandIn:
         predicate: Callable[[], bool],
         timeout: float = 5.0,  # noqa: ASYNC109 - part of the control API tests call
     ) -> None:
-        """Wait until ``predicate`` holds, re-checking after every change (and every 50 ms)."""
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                self._changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(0.05):
-                        await self._changed.wait()
+        """Wait until ``predicate`` holds, re-checking after every change."""
+        await self._changed.wait_for(predicate, timeout)
 
     async def _auto(self, interval: float) -> None:
         while True:
@@ -209,7 +204,7 @@ class GitLabStandIn:
                     self._notify(pipeline)
 
     def _notify(self, pipeline: Pipeline) -> None:
-        self._changed.set()
+        self._changed.signal()
         for callback in self._subscribers:
             callback(pipeline)
 
@@ -223,7 +218,7 @@ class GitLabStandIn:
         self.calls.append(
             RecordedCall(request.method, path, query, json_body, form, response.status)
         )
-        self._changed.set()
+        self._changed.signal()
         return response
 
     async def _respond(

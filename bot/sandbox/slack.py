@@ -7,8 +7,6 @@ misbehave with ``fail()``.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import secrets
 import time
 from collections.abc import Callable
@@ -17,6 +15,7 @@ from typing import Any
 
 from aiohttp import web
 
+from bot.sandbox.changes import Changes
 from bot.sandbox.slack_state import (
     Message,
     SlackError,
@@ -106,7 +105,7 @@ class SlackStandIn:
         self._targets: dict[str, _ResponseTarget] = {}
         self._runner: web.AppRunner | None = None
         self._port = 0
-        self._changed = asyncio.Event()
+        self._changed = Changes()
         self._methods: dict[str, Handler] = {
             "api.test": lambda args: {"ok": True, "args": args},
             "auth.test": self._auth_test,
@@ -171,13 +170,8 @@ class SlackStandIn:
         predicate: Callable[[], bool],
         timeout: float = 5.0,  # noqa: ASYNC109 - part of the control API tests call
     ) -> None:
-        """Wait until ``predicate`` holds, re-checking after every call (and every 50 ms)."""
-        async with asyncio.timeout(timeout):
-            while not predicate():
-                self._changed.clear()
-                with contextlib.suppress(TimeoutError):
-                    async with asyncio.timeout(0.05):
-                        await self._changed.wait()
+        """Wait until ``predicate`` holds, re-checking after every call."""
+        await self._changed.wait_for(predicate, timeout)
 
     def new_response_url(
         self, *, channel: str | None = None, user: str | None = None, message_ts: str | None = None
@@ -233,7 +227,7 @@ class SlackStandIn:
 
     def _record(self, call: RecordedCall) -> None:
         self.calls.append(call)
-        self._changed.set()
+        self._changed.signal()
 
     def _emit(self, message: Message, kind: str) -> None:
         for callback in self._subscribers:
