@@ -16,6 +16,7 @@ from typing import Any
 from aiohttp import web
 
 from bot.sandbox.changes import Changes
+from bot.sandbox.slack_socket import SocketMode
 from bot.sandbox.slack_state import (
     Message,
     SlackError,
@@ -88,6 +89,7 @@ class SlackStandIn:
         channels: dict[str, str],
         usergroup_handles: dict[str, str] | None = None,
         team_id: str = "T0SANDBOX",
+        app_token: str | None = None,
         bot_user_id: str = "U0BOT",
     ) -> None:
         self.workspace = Workspace(
@@ -100,6 +102,8 @@ class SlackStandIn:
         )
         self.calls: list[RecordedCall] = []
         self._token = bot_token
+        self._app_token = app_token
+        self.socket_mode = SocketMode()
         self._failures: dict[str, list[_Failure]] = {}
         self._subscribers: list[Subscriber] = []
         self._targets: dict[str, _ResponseTarget] = {}
@@ -122,6 +126,7 @@ class SlackStandIn:
             "reactions.get": self._reactions_get,
             "conversations.info": self._conversations_info,
             "conversations.replies": self._replies,
+            "apps.connections.open": lambda args: {"ok": True, "url": self.socket_url},
         }
 
     # -- lifecycle and control -------------------------------------------------------------
@@ -130,6 +135,7 @@ class SlackStandIn:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/response/{token}", self._handle_response_url)
+        app.router.add_get("/socket", self.socket_mode.handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
@@ -144,6 +150,10 @@ class SlackStandIn:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self._port}"
+
+    @property
+    def socket_url(self) -> str:
+        return f"ws://127.0.0.1:{self._port}/socket"
 
     @property
     def base_url(self) -> str:
@@ -205,7 +215,8 @@ class SlackStandIn:
             return 404, {"ok": False, "error": "unknown_method", "req_method": method}, {}
         if not token:
             return 200, SlackError("not_authed").body(), {}
-        if not secrets.compare_digest(token, self._token):
+        expected = self._app_token if method == "apps.connections.open" else self._token
+        if not expected or not secrets.compare_digest(token, expected):
             return 200, SlackError("invalid_auth").body(), {}
         failure = self._take_failure(method)
         if failure is not None:
