@@ -53,8 +53,8 @@ def command_body(index: int, response_url: str) -> str:
             "team_id": "T0SANDBOX",
             "channel_id": "C0SANDBOX",
             "user_id": "U0DAVE",
-            "command": "/deploy",
-            "text": "fraud status",
+            "command": "/train",
+            "text": "list fraud",
             "trigger_id": f"bench-{index}",
             "response_url": response_url,
         }

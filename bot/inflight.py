@@ -23,11 +23,17 @@ class InFlight:
                 self.tasks.discard(task)
 
     async def drain(self, grace: float) -> int:
-        """Wait up to ``grace`` seconds for tracked work; cancel and count what is left."""
-        pending = {t for t in self.tasks if t is not asyncio.current_task()}
-        if not pending:
-            return 0
-        _, late = await asyncio.wait(pending, timeout=grace)
-        for task in late:
-            task.cancel()
-        return len(late)
+        """Wait up to ``grace`` seconds for tracked work, including work that registers while
+        waiting (acked just before the server stopped); cancel and count what is left."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        await asyncio.sleep(0.05)  # let tasks created by the last requests reach track()
+        while pending := {t for t in self.tasks if t is not asyncio.current_task()}:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                for task in pending:
+                    task.cancel()
+                return len(pending)
+            await asyncio.wait(pending, timeout=remaining)
+            await asyncio.sleep(0)
+        return 0
