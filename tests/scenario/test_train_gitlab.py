@@ -90,6 +90,7 @@ async def test_a_failure_posts_the_failing_job_and_its_log_tail(
     sandbox.gitlab.complete(FRAUD, pipeline.id)
     await run_state(sandbox, 1, RunState.FAILED)
     assert "job `train` failed" in card_text(sandbox)
+    await sandbox.slack.wait_for(lambda: any(m.thread_ts for m in sandbox.slack.messages))
     thread = [m for m in sandbox.slack.messages if m.thread_ts]
     assert len(thread) == 1
     log = json.dumps(thread[0].blocks)
