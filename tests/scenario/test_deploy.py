@@ -181,6 +181,9 @@ async def test_a_failed_deploy_rolls_back_and_turns_red(
     await console.execute(f"ecspresso {mode}")
     await console.execute("/deploy fraud stg")
     await deploy_state(sandbox, 1, DeployState.FAILED)
+    await sandbox.slack.wait_for(
+        lambda: any(m.thread_ts and "failed:" in m.text for m in sandbox.slack.messages)
+    )
     card = card_of(sandbox, 1)
     assert reason in card and "rolled back to revision 1" in card and "<@U0ALICE>" in card
     assert sandbox.aws is not None
