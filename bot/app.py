@@ -24,6 +24,11 @@ from bot.metrics import Metrics
 from bot.notifier import Notifier
 from bot.ports import Cluster, ObjectStore, Pipelines, RepoFiles
 from bot.server import build_web_app
+from bot.services.ab import AbExperiments
+from bot.services.ab_approvals import AbApprovals
+from bot.services.ab_cards import AbCards
+from bot.services.ab_guard import AbGuard
+from bot.services.ab_traffic import AbTraffic
 from bot.services.access import Access
 from bot.services.approvals import Approvals
 from bot.services.cards import Cards
@@ -44,6 +49,7 @@ from bot.worker import Worker
 from handlers import actions, commands, middleware, reactions, webhooks
 from handlers.deps import Deps
 from integrations.aws import S3Objects, aws_client
+from integrations.aws_alb import AlbTraffic, CloudWatchMetrics
 from integrations.aws_ecs import EcrRegistry, EcsServices
 from integrations.ecspresso import Ecspresso
 from integrations.gitlab import GitLabPipelines
@@ -74,6 +80,7 @@ class Bot:
     backends: Backends | None = None
     deploy_runner: DeployRunner | None = None
     worker: Worker | None = None
+    ab_guard: AbGuard | None = None
 
 
 def slack_client(settings: Settings, metrics: Metrics) -> AsyncWebClient:
@@ -155,6 +162,36 @@ def build_deploys(
     deploys = Deploys(settings, store, access, deploy_cards, EcrRegistry(ecr), runner)
     approvals = Approvals(settings, store, access, deploy_cards, runner)
     return DeployParts(deploys, DeployReports(settings, store, access, services), approvals, runner)
+
+
+@dataclass(frozen=True)
+class AbParts:
+    experiments: AbExperiments
+    guard: AbGuard | None  # None when no environment declares `ab:`
+
+
+def build_ab(
+    settings: Settings, store: Store, access: Access, cards: Cards, parts: DeployParts
+) -> AbParts:
+    """ELBv2 weights and CloudWatch behind the A/B services; /deploy status shows the split."""
+    aws = settings.aws
+
+    def client(service: str) -> Any:
+        return aws_client(
+            service, region=aws.region, endpoint_url=aws.endpoint_url, timeout=aws.timeout_seconds
+        )
+
+    ab_cards = AbCards(settings, store, cards)
+    weights = AbTraffic(settings, store, ab_cards, AlbTraffic(client("elbv2")))
+    approvals = AbApprovals(settings, store, access, weights)
+    experiments = AbExperiments(
+        settings, store, access, parts.deploys, weights, approvals, parts.reports.services
+    )
+    parts.reports.splits = experiments
+    declared = any(e.ab for m in settings.models.values() for e in m.environments.values())
+    metrics = CloudWatchMetrics(client("cloudwatch"))
+    guard = AbGuard(settings, store, experiments, metrics) if declared else None
+    return AbParts(experiments, guard)
 
 
 def uses(settings: Settings, backend: str) -> bool:
@@ -279,6 +316,7 @@ async def build(settings: Settings, scrubber: SecretScrubber | None = None) -> B
     )
     training = Training(settings, store, access, progress, backends.pipelines, backends.cluster)
     parts = build_deploys(settings, store, access, cards, backends)
+    ab = build_ab(settings, store, access, cards, parts)
     deps = Deps(
         settings=settings,
         store=store,
@@ -292,6 +330,7 @@ async def build(settings: Settings, scrubber: SecretScrubber | None = None) -> B
         reports=parts.reports,
         approvals=parts.approvals,
         inflight=InFlight(),
+        ab=ab.experiments,
     )
     bolt = build_bolt(settings, client)
     middleware.register(bolt)
@@ -304,6 +343,9 @@ async def build(settings: Settings, scrubber: SecretScrubber | None = None) -> B
     bot = Bot(settings, store, metrics, client, notifier, bolt, web_app, deps, worker=worker)
     bot.followers = followers(settings, store, backends, progress)
     bot.followers.append(("approval-expiry", parts.approvals.expiry_loop))
+    if ab.guard is not None:
+        bot.followers.append(("ab-guard", ab.guard.run))
+        bot.ab_guard = ab.guard
     bot.backends = backends
     bot.deploy_runner = parts.runner
     return bot

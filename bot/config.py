@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
+from bot.config_ab import AbConfig
 from bot.config_deploy import DeployGates, EcspressoSettings, ModelDeploy
 from bot.config_errors import describe_validation_error, semantic_issues
 from bot.config_training import TrainingConfig, TrainingSettings
@@ -114,6 +115,7 @@ class EnvironmentConfig(DeployGates):
     approvers: list[Subject] = Field(default_factory=list)
     requires: str | None = None
     roles: RoleBindings = Field(default_factory=dict)
+    ab: AbConfig | None = None
 
 
 class ModelConfig(Strict):

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
 from pydantic_core import ErrorDetails
 
+from bot.config_ab import ab_issues
+
 if TYPE_CHECKING:
     from bot.config import Settings
 
@@ -169,4 +171,4 @@ def semantic_issues(settings: Settings) -> list[str]:
                     f"{path}.approvers: {env.approvals} approval(s) needed but no "
                     "approvers are listed"
                 )
-    return issues
+    return issues + ab_issues(settings)

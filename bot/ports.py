@@ -238,3 +238,56 @@ class Deployer(Protocol):
     async def revisions(self, config: str, env: Mapping[str, str]) -> list[dict[str, Any]]: ...
 
     async def version(self) -> str: ...
+
+
+# ---- A/B traffic --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrafficRoute:
+    """Where an A/B split lives: the forward action of a listener (default action) or of one
+    listener rule, between target groups A and B (ARNs)."""
+
+    group_a: str
+    group_b: str
+    listener_arn: str | None = None
+    rule_arn: str | None = None
+
+
+@dataclass(frozen=True)
+class Split:
+    """The two target groups' weights as ELBv2 reports them."""
+
+    a: int
+    b: int
+
+
+class Traffic(Protocol):
+    """ALB weighted target groups, implemented by integrations.aws_alb.AlbTraffic."""
+
+    async def split(self, route: TrafficRoute) -> Split: ...
+
+    async def set_split(self, route: TrafficRoute, a: int, b: int) -> Split:
+        """Write the weights, then return what ELBv2 reports afterwards."""
+        ...
+
+
+@dataclass(frozen=True)
+class MetricQuery:
+    """One CloudWatch statistic over a window; ``key`` names it in the answer."""
+
+    key: str
+    namespace: str
+    name: str
+    stat: str
+    dimensions: tuple[tuple[str, str], ...]
+
+
+class CloudMetrics(Protocol):
+    """CloudWatch, implemented by integrations.aws_alb.CloudWatchMetrics."""
+
+    async def read(
+        self, queries: tuple[MetricQuery, ...], *, seconds: float
+    ) -> dict[str, float | None]:
+        """Each query's value over the last ``seconds`` (None: no data points)."""
+        ...

@@ -11,7 +11,7 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
 from bot.errors import UserInputError
 from bot.intents import DeployStart
-from bot.views.actions import ActionId, DeployTarget, EnvTarget, RunTarget
+from bot.views.actions import ActionId, ChangeTarget, DeployTarget, EnvTarget, RunTarget
 from bot.views.blocks import Message
 from bot.views.replies import info_reply
 from handlers.deps import Deps
@@ -27,6 +27,8 @@ def register(app: AsyncApp, deps: Deps) -> None:
     app.action(str(ActionId.APPROVE))(ack=acknowledge, lazy=[clicks.on_approve])
     app.action(str(ActionId.REJECT))(ack=acknowledge, lazy=[clicks.on_reject])
     app.action(str(ActionId.DEPLOY_RUN))(ack=acknowledge, lazy=[clicks.on_deploy_run])
+    app.action(str(ActionId.AB_APPROVE))(ack=acknowledge, lazy=[clicks.on_ab_approve])
+    app.action(str(ActionId.AB_REJECT))(ack=acknowledge, lazy=[clicks.on_ab_reject])
 
 
 def button_value(body: dict[str, Any]) -> str:
@@ -109,3 +111,24 @@ class Clicks:
         return info_reply(
             f":rocket: Deploy #{d.id} of run #{target.run} to *{d.env}* is {d.state}."
         )
+
+    async def on_ab_approve(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
+        await self.run(ActionId.AB_APPROVE, body, context, self.ab_approve)
+
+    async def on_ab_reject(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
+        await self.run(ActionId.AB_REJECT, body, context, self.ab_reject)
+
+    async def ab_approve(self, interaction: Interaction) -> Message:
+        return await self.ab_vote(interaction, approve=True)
+
+    async def ab_reject(self, interaction: Interaction) -> Message:
+        return await self.ab_vote(interaction, approve=False)
+
+    async def ab_vote(self, interaction: Interaction, *, approve: bool) -> Message:
+        """A vote on a waiting A/B weight change (the prompt on the A/B card)."""
+        target = parse_value(ChangeTarget, str(interaction.parameters["value"]))
+        interaction.target = f"A/B change #{target.change}"
+        said = await self.deps.ab.approvals.vote(
+            interaction.actor, target.change, approve=approve, via="button"
+        )
+        return info_reply(said)

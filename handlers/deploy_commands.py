@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from bot import intents as i
 from bot.errors import BotError
-from bot.policy import Action
 from bot.views import deploys as views
 from bot.views.blocks import Message, user
 from bot.views.replies import info_reply
+from handlers import ab_commands
 from handlers.deps import Deps
 from handlers.parsing import usage
 
@@ -49,8 +49,7 @@ async def dispatch(deps: Deps, actor: str, intent: i.DeployIntent) -> Message:
             frozen = f"by {user(freeze.holder)}: {freeze.reason}" if freeze else None
             return views.status_reply(model, reports, frozen)
         case i.AbCommand():
-            await deps.access.check(actor, Action.AB_CHANGE, intent.model, intent.env)
-            raise Unavailable("A/B splits are understood, but not available in this version yet.")
+            return await ab_commands.dispatch(deps, actor, intent)
     return await lock_commands(deps, actor, intent)
 
 

@@ -9,6 +9,7 @@ from bot.inflight import InFlight
 from bot.logs import SecretScrubber
 from bot.metrics import Metrics
 from bot.ports import Chat
+from bot.services.ab import AbExperiments
 from bot.services.access import Access
 from bot.services.approvals import Approvals
 from bot.services.deploys import DeployReports, Deploys
@@ -32,6 +33,7 @@ class Deps:
     reports: DeployReports
     approvals: Approvals
     inflight: InFlight
+    ab: AbExperiments
 
     @property
     def catalog(self) -> Catalog:

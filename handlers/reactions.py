@@ -30,9 +30,10 @@ def register(app: AsyncApp, deps: Deps) -> None:
         )
 
         async def work(_: Interaction) -> Message | None:
-            said = await deps.approvals.reaction(
-                actor, channel, ts, str(event.get("reaction", "")), added=added
-            )
+            emoji = str(event.get("reaction", ""))
+            said = await deps.approvals.reaction(actor, channel, ts, emoji, added=added)
+            if said is None:  # an A/B card's weight prompt, perhaps
+                said = await deps.ab.approvals.reaction(actor, channel, ts, emoji, added=added)
             return info_reply(said) if said else None
 
         await handle(deps, interaction, Reply(deps.chat, channel, actor), work)

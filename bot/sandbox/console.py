@@ -29,6 +29,8 @@ HELP = """console lines:
   webhook FILE               deliver a GitLab webhook payload (JSON file) as GitLab would
   ecspresso MODE             make the next deploys fail, hang or lie (`fail@deploy`, `hang`,
                              `lie`; see bot/sandbox/ecspresso_standin.py); `ecspresso ok` resets
+  metrics MODEL ENV MODE     put ALB-like CloudWatch data for an A/B split: A healthy, B
+                             `healthy`, `b-errors`, `b-slow` or `b-accuracy` (trips the guard)
   # comment                  ignored
   help | quit"""
 
@@ -55,6 +57,7 @@ class Console:
     webhook_token: str = WEBHOOK_SECRET
     control_file: Path | None = None
     busy: Callable[[], bool] = lambda: False
+    metrics: Callable[[str], str] | None = None  # bot.sandbox.ab_fixtures.MetricsLine
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()
@@ -88,6 +91,8 @@ class Console:
             await self.webhook(rest.strip())
         elif word == "ecspresso":
             self.ecspresso_mode(rest.strip())
+        elif word == "metrics":
+            self.put_metrics(rest.strip())
         else:
             raise ConsoleError(f"unknown console line {word!r}; type `help`")
         return True
@@ -98,6 +103,14 @@ class Console:
             raise ConsoleError("this console has no ecspresso stand-in to steer")
         self.control_file.write_text("" if mode in ("", "ok") else mode + "\n")
         self.transcript.say(f"(ecspresso stand-in: {mode or 'ok'})")
+
+    def put_metrics(self, rest: str) -> None:
+        if self.metrics is None:
+            raise ConsoleError("this console has no CloudWatch stand-in to put metrics in")
+        try:
+            self.transcript.say(self.metrics(rest))
+        except ValueError as exc:
+            raise ConsoleError(str(exc)) from None
 
     def switch(self, name: str) -> None:
         person = by_name(name.strip())

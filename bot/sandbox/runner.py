@@ -16,6 +16,7 @@ import aiohttp
 
 from bot import app as bot_app
 from bot.config import load_settings
+from bot.sandbox.ab_fixtures import MetricsLine
 from bot.sandbox.aws import MotoServer
 from bot.sandbox.console import Console, ConsoleError
 from bot.sandbox.gitlab import GitLabStandIn
@@ -66,6 +67,7 @@ class Sandbox:
             session,
             control_file=control_file(self.stand_ins),
             busy=self.busy,
+            metrics=MetricsLine(self.bot.settings, self.aws) if self.aws else None,
         )
         self.slack.subscribe(console.on_slack)
         return console

@@ -19,6 +19,7 @@ from bot.config import (
     SlackSettings,
     StoreSettings,
 )
+from bot.sandbox.ab_fixtures import with_ab_routes
 from bot.sandbox.gitlab import GitLabStandIn
 from bot.sandbox.gitlab_projects import GITLAB_TOKEN, gitlab_stand_in
 from bot.sandbox.people import BOT_TOKEN, CHANNELS, GROUPS, PEOPLE, SIGNING_SECRET
@@ -46,6 +47,7 @@ class StandIns:
     gitlab: GitLabStandIn
     aws: Any = None  # a bot.sandbox.aws.MotoServer when moto is installed
     deploy_root: Path = Path(".")
+    ab_routes: dict[tuple[str, str], Any] = field(default_factory=dict)
     exits: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
 
     @classmethod
@@ -71,17 +73,22 @@ class StandIns:
         self.create_targets(settings)
 
     def create_targets(self, settings: Settings) -> None:
+        from bot.sandbox.ab_fixtures import b_envs, create_ab
         from bot.sandbox.deploy_fixtures import create_target
 
         ecr, ecs = self.aws.client("ecr"), self.aws.client("ecs")
+        tags = {}
         for model, config in settings.models.items():
             if not config.deploy.image_repository or not config.gitlab_project:
                 continue
             sha = self.gitlab.state.project(config.gitlab_project).resolve(None) or "v2"
-            for env in config.environments:
+            tags[model] = ("v1", sha)
+            for env in [e for e in config.environments if e not in b_envs(config)]:
                 create_target(
                     ecr, ecs, self.deploy_root, model=model, env=env, tags=("v1", sha), running="v1"
                 )
+        # B services (in A's cluster) and the ALB routes of every `ab:` setup
+        self.ab_routes = create_ab(self.aws, self.deploy_root, settings, tags=tags)
 
     async def stop(self) -> None:
         self.gitlab.auto_advance(None)
@@ -136,7 +143,7 @@ def sandbox_settings(base: Settings, stand_ins: StandIns, data_dir: Path) -> Set
                 "verify_seconds": min(base.ecspresso.verify_seconds, 20.0),
             }
         ),
-        "models": with_local_configs(base, stand_ins),
+        "models": with_ab_routes(with_local_configs(base, stand_ins), stand_ins.ab_routes),
     }
     if stand_ins.aws is not None:
         update["aws"] = AwsSettings(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fnmatch
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import Protocol
 
 from bot.clock import Clock, utcnow
 from bot.config import EnvironmentConfig, ModelConfig, Settings
@@ -299,6 +300,11 @@ class EnvReport:
     service: ServiceState | None
     lock: Lock | None
     problem: str = ""
+    split: str = ""  # the A/B split as ELBv2 reports it, where the env has one
+
+
+class SplitSource(Protocol):
+    async def split_line(self, model: str, env: str) -> str | None: ...
 
 
 class DeployReports:
@@ -311,6 +317,7 @@ class DeployReports:
         self.store = store
         self.access = access
         self.services = services
+        self.splits: SplitSource | None = None  # set by bot/app.py when A/B is wired
 
     async def status(self, actor: str, model: str, env: str | None) -> list[EnvReport]:
         await self.access.check(actor, Action.DEPLOY_VIEW, model, env)
@@ -319,6 +326,11 @@ class DeployReports:
         return [await self.report(model, name, envs[name]) for name in names]
 
     async def report(self, model: str, env: str, config: EnvironmentConfig) -> EnvReport:
+        found = await self.service_report(model, env, config)
+        split = await self.splits.split_line(model, env) if self.splits else None
+        return replace(found, split=split) if split else found
+
+    async def service_report(self, model: str, env: str, config: EnvironmentConfig) -> EnvReport:
         lock = await self.store.get_lock(model, env)
         if self.services is None or not config.cluster or not config.service:
             return EnvReport(env, None, lock)

@@ -15,7 +15,13 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.store import schema
-from bot.store.versions import v001_initial, v002_inbox, v003_runs, v004_deployments
+from bot.store.versions import (
+    v001_initial,
+    v002_inbox,
+    v003_runs,
+    v004_deployments,
+    v005_ab,
+)
 
 # Key of the PostgreSQL advisory lock that serialises `migrate` across processes ("mlopsbot").
 _ADVISORY_LOCK_KEY = 0x6D6C6F7073626F74
@@ -33,6 +39,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(2, v002_inbox.DESCRIPTION, v002_inbox.apply),
     Migration(3, v003_runs.DESCRIPTION, v003_runs.apply),
     Migration(4, v004_deployments.DESCRIPTION, v004_deployments.apply),
+    Migration(5, v005_ab.DESCRIPTION, v005_ab.apply),
 )
 LATEST = MIGRATIONS[-1].version
 

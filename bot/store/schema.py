@@ -202,3 +202,68 @@ approval_votes = sa.Table(
     sa.Column("via", sa.String(16), nullable=False),
     sa.Column("at", UTCDateTime, nullable=False),
 )
+
+# A/B experiments (v5): one row per experiment; its history in ab_changes, votes on pending
+# weight changes in ab_votes. At most one active experiment per model environment.
+ACTIVE_STATES = sa.text("state IN ('deploying B', 'running', 'promoting')")
+ab_experiments = sa.Table(
+    "ab_experiments",
+    metadata,
+    sa.Column("id", bigint_pk(), primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(255), nullable=False),
+    sa.Column("env", sa.String(64), nullable=False),
+    sa.Column("b_env", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(32), nullable=False, index=True),
+    sa.Column("requester", sa.String(255), nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("weight", sa.Integer, nullable=False),
+    sa.Column("run_b", sa.BigInteger, nullable=True),
+    sa.Column("image_b", sa.Text, nullable=False),
+    sa.Column("digest_b", sa.String(100), nullable=False),
+    sa.Column("run_a", sa.BigInteger, nullable=True),
+    sa.Column("image_a", sa.Text, nullable=False),
+    sa.Column("deploy_id", sa.BigInteger, nullable=True),
+    sa.Column("weight_a", sa.Integer, nullable=True),
+    sa.Column("weight_b", sa.Integer, nullable=True),
+    sa.Column("breaches", sa.Integer, nullable=False),
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("readings", json_type(), nullable=False),
+    sa.Column("checked_at", UTCDateTime, nullable=True),
+    sa.Column("guard_error", sa.Text, nullable=True),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Column("detail", sa.Text, nullable=False),
+    sa.Index("ix_ab_experiments_model_env_id", "model", "env", "id"),
+    sa.Index(
+        "uq_ab_experiments_active",
+        "model",
+        "env",
+        unique=True,
+        sqlite_where=ACTIVE_STATES,
+        postgresql_where=ACTIVE_STATES,
+    ),
+)
+
+ab_changes = sa.Table(
+    "ab_changes",
+    metadata,
+    sa.Column("id", bigint_pk(), primary_key=True, autoincrement=True),
+    sa.Column("experiment_id", sa.BigInteger, nullable=False, index=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.String(255), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("state", sa.String(32), nullable=False, index=True),
+    sa.Column("weight_from", sa.Integer, nullable=True),
+    sa.Column("weight_to", sa.Integer, nullable=True),
+    sa.Column("expires_at", UTCDateTime, nullable=True),
+    sa.Column("detail", sa.Text, nullable=False),
+)
+
+ab_votes = sa.Table(
+    "ab_votes",
+    metadata,
+    sa.Column("change_id", sa.BigInteger, primary_key=True),
+    sa.Column("user", sa.String(255), primary_key=True),
+    sa.Column("approve", sa.Boolean, nullable=False),
+    sa.Column("via", sa.String(16), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+)

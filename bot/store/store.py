@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from bot.domain import AuditEvent, CardRef, Freeze, Lock
 from bot.errors import Conflict
 from bot.store import migrations, rows, schema
+from bot.store.ab import AbExperimentsStore
 from bot.store.db import Database
 from bot.store.deployments import Deployments
 from bot.store.engine import build_engine, normalize_url
@@ -39,6 +40,7 @@ class Store:
         self.runs = Runs(self.db)
         self.deployments = Deployments(self.db)
         self.inbox = Inbox(self.db)
+        self.ab = AbExperimentsStore(self.db)
         self._engine = engine
         self._timeout = timeout
         self._read = self.db.read

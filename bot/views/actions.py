@@ -12,6 +12,8 @@ class ActionId(StrEnum):
     APPROVE = "deploy.approve"
     REJECT = "deploy.reject"
     DEPLOY_RUN = "run.deploy"
+    AB_APPROVE = "ab.approve"
+    AB_REJECT = "ab.reject"
 
 
 class EnvTarget(BaseModel):
@@ -39,3 +41,11 @@ class RunTarget(BaseModel):
     model: str = Field(min_length=1, max_length=64)
     env: str = Field(min_length=1, max_length=64)
     run: int = Field(ge=1)
+
+
+class ChangeTarget(BaseModel):
+    """Button value naming one pending A/B weight change (approve / reject)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    change: int = Field(ge=1)

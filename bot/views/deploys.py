@@ -148,9 +148,13 @@ class EnvStatus(Protocol):
     @property
     def problem(self) -> str: ...
 
+    @property
+    def split(self) -> str: ...
+
 
 def env_status_line(s: EnvStatus) -> str:
     lock = f" · :lock: {user(s.lock.holder)}: {s.lock.reason}" if s.lock else ""
+    lock += f" · {s.split}" if s.split else ""
     if s.service is None:
         return f"• *{s.env}*: {s.problem or 'no ECS service configured'}{lock}"
     svc = s.service
