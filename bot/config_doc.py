@@ -356,7 +356,7 @@ DESCRIPTIONS: dict[str, Doc] = {
         "Largest ratio of B's response time to A's.", "1.5"
     ),
     "models.<model>.environments.<env>.ab.guard.abort_when_blind": D(
-        "Failed CloudWatch reads in a row that send all traffic back to A; 0: never.", "5"
+        "Failed reads (CloudWatch or ELBv2 errors) in a row that abort; 0: never.", "5"
     ),
     "models.<model>.environments.<env>.ab.guard.custom": D(
         "Metrics the team publishes per variant (online accuracy, drift, ...), with limits."

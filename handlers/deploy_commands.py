@@ -3,19 +3,12 @@
 from __future__ import annotations
 
 from bot import intents as i
-from bot.errors import BotError
 from bot.views import deploys as views
 from bot.views.blocks import Message, user
 from bot.views.replies import info_reply
 from handlers import ab_commands
 from handlers.deps import Deps
 from handlers.parsing import usage
-
-
-class Unavailable(BotError):
-    """A command that parses and is allowed, but whose feature this version does not ship."""
-
-    kind = "unavailable"
 
 
 async def dispatch(deps: Deps, actor: str, intent: i.DeployIntent) -> Message:
