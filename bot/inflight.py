@@ -8,8 +8,12 @@ from collections.abc import AsyncIterator
 
 
 class InFlight:
-    def __init__(self) -> None:
+    """Also bounds how much acked work runs at once, so that a burst of commands queues
+    cheaply instead of crowding out the event loop that answers Slack's next requests."""
+
+    def __init__(self, concurrency: int = 8) -> None:
         self.tasks: set[asyncio.Task[object]] = set()
+        self.slots = asyncio.Semaphore(concurrency)
 
     @contextlib.asynccontextmanager
     async def track(self) -> AsyncIterator[None]:
@@ -17,7 +21,8 @@ class InFlight:
         if task is not None:
             self.tasks.add(task)
         try:
-            yield
+            async with self.slots:
+                yield
         finally:
             if task is not None:
                 self.tasks.discard(task)
