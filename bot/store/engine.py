@@ -69,8 +69,10 @@ def _sqlite_engine(url: URL, *, timeout: float) -> AsyncEngine:
         # Take transaction control away from the sqlite3 module; SQLAlchemy emits BEGIN below.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
+        # busy_timeout first: switching a new file to WAL needs the lock another connection
+        # may hold at that moment.
         cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
+        cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 

@@ -16,12 +16,13 @@ from bot.store.ab import AbExperimentsStore
 from bot.store.db import Database
 from bot.store.deployments import Deployments
 from bot.store.engine import build_engine, normalize_url
-from bot.store.errors import StoreNotReady
+from bot.store.errors import StoreNotReady, StoreTimeout
 from bot.store.inbox import Inbox
 from bot.store.runs import Runs
 
 PING_TIMEOUT = 2.0
 MIGRATION_TIMEOUT = 120.0
+MIGRATION_BUSY_RETRIES = 5
 # Claims that lose to a row that then vanishes (released, expired) are retried this many times.
 _CLAIM_ATTEMPTS = 5
 
@@ -60,15 +61,24 @@ class Store:
     async def migrate(self) -> tuple[int, int]:
         """Apply pending migrations, one transaction each; concurrent callers take turns."""
         start: int | None = None
+        busy = 0
         while True:
-            async with self._write(max(self._timeout, MIGRATION_TIMEOUT)) as conn:
-                await migrations.serialise_migrations(conn)
-                current = await migrations.current_version(conn)
-                start = current if start is None else start
-                pending = migrations.next_migration(current)
-                if pending is None:
-                    return start, current
-                await migrations.apply_migration(conn, pending)
+            try:
+                async with self._write(max(self._timeout, MIGRATION_TIMEOUT)) as conn:
+                    await migrations.serialise_migrations(conn)
+                    current = await migrations.current_version(conn)
+                    start = current if start is None else start
+                    pending = migrations.next_migration(current)
+                    if pending is None:
+                        return start, current
+                    await migrations.apply_migration(conn, pending)
+            except StoreTimeout:
+                # A brand-new SQLite file can answer "locked" at once while another process
+                # switches it to WAL; that settles in moments.
+                busy += 1
+                if busy > MIGRATION_BUSY_RETRIES:
+                    raise
+                await asyncio.sleep(0.1 * busy)
 
     async def schema_version(self) -> int:
         async with self._read() as conn:
