@@ -160,3 +160,17 @@ async def test_cancel_status_logs_and_list(console: Console, sandbox: Sandbox) -
     assert "canceled by" in json.dumps(sandbox.slack.messages[-1].blocks)
     await console.execute("/train fraud status 9")
     assert "fraud has no run #9" in replies_to(sandbox, "U0ALICE")[-1]
+
+
+async def test_a_restart_resumes_active_runs_on_the_same_card(
+    console: Console, sandbox: Sandbox
+) -> None:
+    await console.execute("/train fraud")
+    pipeline = sandbox.gitlab.pipelines(FRAUD)[0]
+    sandbox.gitlab.advance(FRAUD, pipeline.id)
+    sandbox.gitlab.advance(FRAUD, pipeline.id)
+    await run_state(sandbox, 1, RunState.RUNNING)
+    await sandbox.restart()
+    sandbox.gitlab.complete(FRAUD, pipeline.id)
+    await run_state(sandbox, 1, RunState.SUCCEEDED)
+    assert "gate passed" in card_text(sandbox)  # one card: the restarted bot edited it
