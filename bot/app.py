@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import Any
 
 import structlog
@@ -23,39 +21,31 @@ from bot.inflight import InFlight
 from bot.logs import SecretScrubber
 from bot.metrics import Metrics
 from bot.notifier import Notifier
-from bot.ports import Cluster, ObjectStore, Pipelines, RepoFiles
 from bot.server import build_web_app
-from bot.services.ab import AbExperiments
-from bot.services.ab_approvals import AbApprovals
-from bot.services.ab_cards import AbCards
 from bot.services.ab_guard import AbGuard
-from bot.services.ab_traffic import AbTraffic
 from bot.services.access import Access
-from bot.services.approvals import Approvals
 from bot.services.cards import Cards
-from bot.services.ci_accuracy import PipelineAccuracy
-from bot.services.ci_results import CiResults
-from bot.services.deploy_cards import DeployCards
-from bot.services.deploy_configs import DeployConfigs
 from bot.services.deploy_runner import DeployRunner
-from bot.services.deploys import DeployReports, Deploys
-from bot.services.followers import JobWatchers, PipelinePoller, Supervisor
+from bot.services.followers import Supervisor
 from bot.services.locks import Locks
 from bot.services.run_progress import RunProgress
 from bot.services.training import Training
 from bot.store import Store
-from bot.store.ci_states import CiStates
-from bot.store.write_gate import GatedCardStore
+from bot.wiring import (
+    Backends,
+    build_ab,
+    build_backends,
+    build_bolt,
+    build_ci,
+    build_deploys,
+    followers,
+    slack_client,
+)
 from bot.worker import Worker
-from handlers import actions, commands, middleware, reactions, webhooks
+from handlers import actions, commands, middleware, reactions
 from handlers.deps import Deps
-from integrations.aws import S3Objects, aws_client
-from integrations.aws_alb import AlbTraffic, CloudWatchMetrics
-from integrations.aws_ecs import EcrRegistry, EcsServices
-from integrations.ecspresso import Ecspresso
-from integrations.gitlab import GitLabPipelines
 from integrations.kubernetes import KubernetesCluster
-from integrations.slack import SlackDirectory, build_web_client
+from integrations.slack import SlackDirectory
 
 log = structlog.get_logger(__name__)
 SHUTDOWN_GRACE_SECONDS = 10.0
@@ -82,220 +72,6 @@ class Bot:
     deploy_runner: DeployRunner | None = None
     worker: Worker | None = None
     ab_guard: AbGuard | None = None
-
-
-def slack_client(settings: Settings, metrics: Metrics) -> AsyncWebClient:
-    token = settings.slack.bot_token.get_secret_value() if settings.slack.bot_token else ""
-    return build_web_client(
-        token,
-        base_url=settings.slack.api_url,
-        timeout=settings.slack.timeout_seconds,
-        metrics=metrics,
-    )
-
-
-@dataclass(frozen=True)
-class Backends:
-    pipelines: Pipelines | None
-    cluster: Cluster | None
-    objects: ObjectStore | None
-    files: RepoFiles | None = None
-
-
-AWS_PASSTHROUGH = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_PROFILE",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_CONFIG_FILE",
-    "AWS_SHARED_CREDENTIALS_FILE",
-    "AWS_CA_BUNDLE",
-)
-
-
-def aws_env(settings: Settings) -> dict[str, str]:
-    """What ecspresso needs to reach AWS as the bot does: region, endpoint, credentials."""
-    values = {k: os.environ[k] for k in AWS_PASSTHROUGH if k in os.environ}
-    values["AWS_REGION"] = settings.aws.region
-    if settings.aws.endpoint_url:
-        values["AWS_ENDPOINT_URL"] = settings.aws.endpoint_url
-    return values
-
-
-@dataclass(frozen=True)
-class DeployParts:
-    deploys: Deploys
-    reports: DeployReports
-    approvals: Approvals
-    runner: DeployRunner
-
-
-def build_deploys(
-    settings: Settings, store: Store, access: Access, cards: Cards, backends: Backends
-) -> DeployParts:
-    """ECR, ECS and ecspresso behind the deploy services (boto3 clients connect lazily)."""
-    aws = settings.aws
-
-    def client(service: str) -> Any:
-        return aws_client(
-            service, region=aws.region, endpoint_url=aws.endpoint_url, timeout=aws.timeout_seconds
-        )
-
-    ecr = client("ecr")
-    services = EcsServices(client("ecs"), ecr)
-    deployer = Ecspresso(
-        settings.ecspresso.path,
-        base_env=aws_env(settings),
-        deploy_timeout=settings.ecspresso.timeout_seconds,
-    )
-    deploy_cards = DeployCards(settings, store, cards)
-    runner = DeployRunner(
-        settings,
-        store,
-        deploy_cards,
-        deployer,
-        services,
-        DeployConfigs(settings, backends.files),
-        aws_env={},
-    )
-    deploys = Deploys(settings, store, access, deploy_cards, EcrRegistry(ecr), runner)
-    approvals = Approvals(settings, store, access, deploy_cards, runner)
-    return DeployParts(deploys, DeployReports(settings, store, access, services), approvals, runner)
-
-
-@dataclass(frozen=True)
-class AbParts:
-    experiments: AbExperiments
-    guard: AbGuard | None  # None when no environment declares `ab:`
-
-
-def build_ab(
-    settings: Settings, store: Store, access: Access, cards: Cards, parts: DeployParts
-) -> AbParts:
-    """ELBv2 weights and CloudWatch behind the A/B services; /deploy status shows the split."""
-    aws = settings.aws
-
-    def client(service: str) -> Any:
-        return aws_client(
-            service, region=aws.region, endpoint_url=aws.endpoint_url, timeout=aws.timeout_seconds
-        )
-
-    ab_cards = AbCards(settings, store, cards)
-    weights = AbTraffic(settings, store, ab_cards, AlbTraffic(client("elbv2")))
-    approvals = AbApprovals(settings, store, access, weights)
-    experiments = AbExperiments(
-        settings, store, access, parts.deploys, weights, approvals, parts.reports.services
-    )
-    parts.reports.splits = experiments
-    declared = any(e.ab for m in settings.models.values() for e in m.environments.values())
-    metrics = CloudWatchMetrics(client("cloudwatch"))
-    guard = AbGuard(settings, store, experiments, metrics) if declared else None
-    return AbParts(experiments, guard)
-
-
-def uses(settings: Settings, backend: str) -> bool:
-    return any(m.training.backend == backend for m in settings.models.values())
-
-
-async def build_backends(settings: Settings) -> Backends:
-    """The adapters the configured models need; each builds its client without network I/O."""
-    gitlab = settings.gitlab
-    pipelines = None
-    if uses(settings, "gitlab") and (gitlab.token or gitlab.trigger_tokens):
-        pipelines = GitLabPipelines.from_settings(
-            url=gitlab.url,
-            token=gitlab.token.get_secret_value() if gitlab.token else None,
-            timeout=gitlab.timeout_seconds,
-            trigger_tokens={k: v.get_secret_value() for k, v in gitlab.trigger_tokens.items()},
-        )
-    cluster = None
-    if uses(settings, "kubernetes"):
-        cluster = await KubernetesCluster.from_kubeconfig(
-            settings.kubernetes.kubeconfig,
-            request_timeout=settings.kubernetes.timeout_seconds,
-        )
-    objects = None
-    if any(m.training.kubernetes.metrics_bucket for m in settings.models.values()):
-        objects = S3Objects(
-            aws_client(
-                "s3",
-                region=settings.aws.region,
-                endpoint_url=settings.aws.endpoint_url,
-                timeout=settings.aws.timeout_seconds,
-            )
-        )
-    files = pipelines if isinstance(pipelines, GitLabPipelines) else None
-    return Backends(pipelines, cluster, objects, files)
-
-
-def followers(
-    settings: Settings, store: Store, backends: Backends, progress: RunProgress
-) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
-    """The background loops that follow active runs: one GitLab poller, one watch per
-    namespace. With webhooks configured the poller only backs them up, slowly."""
-    loops: list[tuple[str, Callable[[], Awaitable[None]]]] = []
-    if backends.pipelines is not None:
-        training = settings.training
-        every = training.webhook_poll_seconds if settings.webhooks.secret else training.poll_seconds
-        poller = PipelinePoller(
-            store,
-            backends.pipelines,
-            progress,
-            every=every,
-            max_every=max(every, training.poll_max_seconds),
-        )
-        loops.append(("gitlab-poller", poller.run))
-    if backends.cluster is not None:
-        namespaces = sorted(
-            {
-                m.training.kubernetes.namespace
-                for m in settings.models.values()
-                if m.training.backend == "kubernetes"
-            }
-        )
-        watchers = JobWatchers(backends.cluster, progress, namespaces)
-        loops += [
-            (f"watch-{ns}", loop) for ns, loop in zip(namespaces, watchers.loops(), strict=True)
-        ]
-    return loops
-
-
-def build_ci(
-    settings: Settings,
-    store: Store,
-    notifier: Notifier,
-    pipelines: Pipelines | None,
-    progress: RunProgress,
-) -> tuple[Worker, list[web.RouteDef]]:
-    """GitLab webhook intake (/gitlab/webhook) and the worker that posts CI results after the
-    200; pipelines of /train runs go to their run's card instead."""
-    hooks, gate = settings.webhooks, store.inbox.gate
-    cards = Cards(GatedCardStore(store, gate), notifier)  # CI cards yield to webhook acks
-    states = CiStates(store.db, gate)
-    accuracy = PipelineAccuracy(settings, pipelines, progress) if pipelines else None
-    logs = pipelines if isinstance(pipelines, GitLabPipelines) else None
-    results = CiResults(
-        hooks, cards, notifier, states, training=progress, logs=logs, accuracy=accuracy
-    )
-    retention = timedelta(hours=hooks.retention_hours)
-    worker = Worker(store.inbox, results, settle=notifier.flush, retention=retention)
-    intake = webhooks.WebhookIntake(hooks, store.inbox, worker.wake)
-    return worker, webhooks.routes(intake)
-
-
-def build_bolt(settings: Settings, client: AsyncWebClient) -> AsyncApp:
-    secret = settings.slack.signing_secret
-    return AsyncApp(
-        client=client,
-        signing_secret=secret.get_secret_value() if secret else None,
-        request_verification_enabled=not settings.slack.socket_mode,
-        # Listeners are ack + lazy: the ack runs inline (no polling) and the work runs after the
-        # response, so acks never wait on work.
-        process_before_response=True,
-        logger=None,
-    )
 
 
 async def build(settings: Settings, scrubber: SecretScrubber | None = None) -> Bot:
