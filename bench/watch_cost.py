@@ -40,16 +40,16 @@ import aiohttp
 from kubernetes.aio.client import ApiClient, ApiException, BatchV1Api, Configuration, CoreV1Api
 from kubernetes.aio.config import load_kube_config
 
-from bot.config_training import TrainingSettings
-from bot.domain import Run, RunState
+from bot.config.training import TrainingSettings
+from bot.domain.runs import Run, RunState
 from bot.logs import configure_logging
 from bot.ports import JobSpec, JobUpdate, PipelineStatus
-from bot.sandbox.gitlab import GitLabStandIn, JobPlan, RecordedCall, StandInProject
-from bot.services.followers import LABEL_SELECTOR, JobWatchers, PipelinePoller
-from bot.services.run_progress import RunProgress
+from bot.sandbox.gitlab.server import GitLabStandIn, JobPlan, RecordedCall, StandInProject
+from bot.services.training.followers import LABEL_SELECTOR, JobWatchers, PipelinePoller
+from bot.services.training.progress import RunProgress
 from bot.store import Store
 from integrations.gitlab import GitLabPipelines
-from integrations.kubernetes import KubernetesCluster, api_client
+from integrations.kubernetes.cluster import KubernetesCluster, api_client
 
 SCALE = 100  # 1 real second = 100 s of bot time
 TOKEN = "glpat-bench-watch-cost"

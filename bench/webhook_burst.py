@@ -25,7 +25,7 @@ import aiohttp
 from aiohttp import web
 
 from bot.logs import configure_logging
-from bot.sandbox.gitlab_hooks import pipeline_hook, pipeline_story
+from bot.sandbox.gitlab.hooks import pipeline_hook, pipeline_story
 from bot.sandbox.people import WEBHOOK_SECRET
 from bot.sandbox.runner import Sandbox, running_sandbox
 from bot.sandbox.webhook_replay import gitlab_headers

@@ -16,20 +16,20 @@ from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.config import Settings
+from bot.config.settings import Settings
 from bot.inflight import InFlight
 from bot.logs import SecretScrubber
 from bot.metrics import Metrics
 from bot.notifier import Notifier
 from bot.server import build_web_app
-from bot.services.ab_guard import AbGuard
+from bot.services.ab.guard import AbGuard
 from bot.services.access import Access
 from bot.services.cards import Cards
-from bot.services.deploy_runner import DeployRunner
-from bot.services.followers import Supervisor
-from bot.services.locks import Locks
-from bot.services.run_progress import RunProgress
-from bot.services.training import Training
+from bot.services.deploys.locks import Locks
+from bot.services.deploys.runner import DeployRunner
+from bot.services.training.commands import Training
+from bot.services.training.followers import Supervisor
+from bot.services.training.progress import RunProgress
 from bot.store import Store
 from bot.wiring import (
     Backends,
@@ -44,7 +44,7 @@ from bot.wiring import (
 from bot.worker import Worker
 from handlers import actions, commands, middleware, reactions
 from handlers.deps import Deps
-from integrations.kubernetes import KubernetesCluster
+from integrations.kubernetes.cluster import KubernetesCluster
 from integrations.slack import SlackDirectory
 
 log = structlog.get_logger(__name__)

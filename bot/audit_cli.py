@@ -8,8 +8,8 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 
 from bot.clock import utcnow
-from bot.config import Settings
-from bot.domain import AuditEvent
+from bot.config.settings import Settings
+from bot.domain.access import AuditEvent
 from bot.errors import UserInputError
 
 AGE = re.compile(r"^(\d+)([smhd])$")

@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from bot.audit_cli import print_audit
-from bot.config import Settings, load_settings
+from bot.config.loading import load_settings
+from bot.config.settings import Settings
 from bot.errors import BotError, ConfigError
 from bot.logs import configure_logging
 

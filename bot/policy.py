@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from bot.config import RoleBindings, Settings
-from bot.domain import Role
+from bot.config.models import RoleBindings
+from bot.config.settings import Settings
+from bot.domain.access import Role
 
 
 class Action(StrEnum):

@@ -189,7 +189,7 @@ class ServiceState:
 
 
 class Registry(Protocol):
-    """ECR, implemented by integrations.aws_ecs.EcrRegistry."""
+    """ECR, implemented by integrations.aws.ecs.EcrRegistry."""
 
     async def digest(self, repository: str, tag: str) -> str:
         """The immutable ``sha256:...`` digest a tag points at; NotFound when it does not exist."""
@@ -197,7 +197,7 @@ class Registry(Protocol):
 
 
 class Services(Protocol):
-    """ECS, implemented by integrations.aws_ecs.EcsServices."""
+    """ECS, implemented by integrations.aws.ecs.EcsServices."""
 
     async def state(self, cluster: str, service: str) -> ServiceState: ...
 
@@ -263,7 +263,7 @@ class Split:
 
 
 class Traffic(Protocol):
-    """ALB weighted target groups, implemented by integrations.aws_alb.AlbTraffic."""
+    """ALB weighted target groups, implemented by integrations.aws.alb.AlbTraffic."""
 
     async def split(self, route: TrafficRoute) -> Split: ...
 
@@ -284,7 +284,7 @@ class MetricQuery:
 
 
 class CloudMetrics(Protocol):
-    """CloudWatch, implemented by integrations.aws_alb.CloudWatchMetrics."""
+    """CloudWatch, implemented by integrations.aws.alb.CloudWatchMetrics."""
 
     async def read(
         self, queries: tuple[MetricQuery, ...], *, seconds: float

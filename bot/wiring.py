@@ -13,37 +13,37 @@ from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.config import Settings
+from bot.config.settings import Settings
 from bot.metrics import Metrics
 from bot.notifier import Notifier
 from bot.ports import Cluster, ObjectStore, Pipelines, RepoFiles
-from bot.services.ab import AbExperiments
-from bot.services.ab_approvals import AbApprovals
-from bot.services.ab_cards import AbCards
-from bot.services.ab_guard import AbGuard
-from bot.services.ab_traffic import AbTraffic
+from bot.services.ab.approvals import AbApprovals
+from bot.services.ab.cards import AbCards
+from bot.services.ab.commands import AbExperiments
+from bot.services.ab.guard import AbGuard
+from bot.services.ab.traffic import AbTraffic
 from bot.services.access import Access
-from bot.services.approvals import Approvals
 from bot.services.cards import Cards
-from bot.services.ci_accuracy import PipelineAccuracy
-from bot.services.ci_results import CiResults
-from bot.services.deploy_cards import DeployCards
-from bot.services.deploy_configs import DeployConfigs
-from bot.services.deploy_runner import DeployRunner
-from bot.services.deploys import DeployReports, Deploys
-from bot.services.followers import JobWatchers, PipelinePoller
-from bot.services.run_progress import RunProgress
+from bot.services.ci.accuracy import PipelineAccuracy
+from bot.services.ci.results import CiResults
+from bot.services.deploys.approvals import Approvals
+from bot.services.deploys.cards import DeployCards
+from bot.services.deploys.configs import DeployConfigs
+from bot.services.deploys.requests import DeployReports, Deploys
+from bot.services.deploys.runner import DeployRunner
+from bot.services.training.followers import JobWatchers, PipelinePoller
+from bot.services.training.progress import RunProgress
 from bot.store import Store
 from bot.store.ci_states import CiStates
 from bot.store.write_gate import GatedCardStore
 from bot.worker import Worker
 from handlers import webhooks
-from integrations.aws import S3Objects, aws_client
-from integrations.aws_alb import AlbTraffic, CloudWatchMetrics
-from integrations.aws_ecs import EcrRegistry, EcsServices
+from integrations.aws.alb import AlbTraffic, CloudWatchMetrics
+from integrations.aws.ecs import EcrRegistry, EcsServices
+from integrations.aws.s3 import S3Objects, aws_client
 from integrations.ecspresso import Ecspresso
 from integrations.gitlab import GitLabPipelines
-from integrations.kubernetes import KubernetesCluster
+from integrations.kubernetes.cluster import KubernetesCluster
 from integrations.slack import build_web_client
 
 

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.config import Settings
+from bot.config.settings import Settings
 from bot.inflight import InFlight
 from bot.logs import SecretScrubber
 from bot.metrics import Metrics
 from bot.ports import Chat
-from bot.services.ab import AbExperiments
+from bot.services.ab.commands import AbExperiments
 from bot.services.access import Access
-from bot.services.approvals import Approvals
-from bot.services.deploys import DeployReports, Deploys
-from bot.services.locks import Locks
-from bot.services.training import Training
+from bot.services.deploys.approvals import Approvals
+from bot.services.deploys.locks import Locks
+from bot.services.deploys.requests import DeployReports, Deploys
+from bot.services.training.commands import Training
 from bot.store import Store
 from handlers.parsing import Catalog
 

@@ -11,7 +11,7 @@ import structlog
 from slack_bolt.async_app import AsyncAck
 
 from bot.clock import utcnow
-from bot.domain import AuditEvent, Outcome
+from bot.domain.access import AuditEvent, Outcome
 from bot.errors import BotError, ExternalError, NotAllowed
 from bot.ports import Chat
 from bot.views.blocks import Message

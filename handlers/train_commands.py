@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot import intents as i
-from bot.services.training import Training
+from bot.services.training.commands import Training
 from bot.views import runs as views
 from bot.views.blocks import Message
 from bot.views.replies import info_reply

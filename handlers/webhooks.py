@@ -17,8 +17,8 @@ from typing import Any, Protocol
 import structlog
 from aiohttp import web
 
-from bot.config_webhooks import WebhookSettings
-from bot.services.ci_events import event_kind, project_path
+from bot.config.webhooks import WebhookSettings
+from bot.services.ci.events import event_kind, project_path
 from bot.store.inbox import Delivery
 
 log = structlog.get_logger(__name__)

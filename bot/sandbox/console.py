@@ -28,7 +28,7 @@ HELP = """console lines:
   wait N | wait until TEXT   let background work progress (N seconds, or until TEXT shows)
   webhook FILE               deliver a GitLab webhook payload (JSON file) as GitLab would
   ecspresso MODE             make the next deploys fail, hang or lie (`fail@deploy`, `hang`,
-                             `lie`; see bot/sandbox/ecspresso_standin.py); `ecspresso ok` resets
+                             `lie`; see bot/sandbox/ecspresso/cli.py); `ecspresso ok` resets
   metrics MODEL ENV MODE     put ALB-like CloudWatch data for an A/B split: A healthy, B
                              `healthy`, `b-errors`, `b-slow` or `b-accuracy` (trips the guard)
   # comment                  ignored
@@ -57,7 +57,7 @@ class Console:
     webhook_token: str = WEBHOOK_SECRET
     control_file: Path | None = None
     busy: Callable[[], bool] = lambda: False
-    metrics: Callable[[str], str] | None = None  # bot.sandbox.ab_fixtures.MetricsLine
+    metrics: Callable[[str], str] | None = None  # bot.sandbox.fixtures.ab.MetricsLine
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()

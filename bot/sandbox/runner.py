@@ -15,11 +15,11 @@ from typing import TextIO
 import aiohttp
 
 from bot import app as bot_app
-from bot.config import load_settings
-from bot.sandbox.ab_fixtures import MetricsLine
+from bot.config.loading import load_settings
 from bot.sandbox.aws import MotoServer
 from bot.sandbox.console import Console, ConsoleError
-from bot.sandbox.gitlab import GitLabStandIn
+from bot.sandbox.fixtures.ab import MetricsLine
+from bot.sandbox.gitlab.server import GitLabStandIn
 from bot.sandbox.people import PEOPLE, SIGNING_SECRET
 from bot.sandbox.slack import SlackStandIn
 from bot.sandbox.stand_ins import StandIns, control_file, sandbox_settings

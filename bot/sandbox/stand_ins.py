@@ -12,16 +12,12 @@ from typing import Any
 
 from pydantic import SecretStr
 
-from bot.config import (
-    AwsSettings,
-    GitLabSettings,
-    Settings,
-    SlackSettings,
-    StoreSettings,
-)
-from bot.sandbox.ab_fixtures import with_ab_routes
-from bot.sandbox.gitlab import GitLabStandIn
-from bot.sandbox.gitlab_projects import GITLAB_TOKEN, gitlab_stand_in
+from bot.config.connections import AwsSettings, GitLabSettings, SlackSettings
+from bot.config.runtime import StoreSettings
+from bot.config.settings import Settings
+from bot.sandbox.fixtures.ab import with_ab_routes
+from bot.sandbox.gitlab.projects import GITLAB_TOKEN, gitlab_stand_in
+from bot.sandbox.gitlab.server import GitLabStandIn
 from bot.sandbox.people import BOT_TOKEN, CHANNELS, GROUPS, PEOPLE, SIGNING_SECRET
 from bot.sandbox.slack import SlackStandIn, SlackUser
 
@@ -73,8 +69,8 @@ class StandIns:
         self.create_targets(settings)
 
     def create_targets(self, settings: Settings) -> None:
-        from bot.sandbox.ab_fixtures import b_envs, create_ab
-        from bot.sandbox.deploy_fixtures import create_target
+        from bot.sandbox.fixtures.ab import b_envs, create_ab
+        from bot.sandbox.fixtures.deploys import create_target
 
         ecr, ecs = self.aws.client("ecr"), self.aws.client("ecs")
         tags = {}

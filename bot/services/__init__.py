@@ -1,1 +1,1 @@
-"""Use cases, one module each."""
+"""Use cases, one package per capability, and what they share (access checks, cards)."""

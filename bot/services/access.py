@@ -6,7 +6,7 @@ import asyncio
 
 import structlog
 
-from bot.config import Settings
+from bot.config.settings import Settings
 from bot.errors import NotAllowed
 from bot.policy import Action, Actor, Decision, decide, groups_that_matter
 from bot.ports import Directory

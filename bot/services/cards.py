@@ -6,7 +6,7 @@ import asyncio
 from collections import defaultdict
 from typing import Protocol
 
-from bot.domain import CardRef
+from bot.domain.cards import CardRef
 from bot.ports import Chat
 from bot.views.blocks import Message
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.domain_ab import ACTIVE, AbChange, AbState, ChangeState, Experiment, GuardReading
+from bot.domain.ab import ACTIVE, AbChange, AbState, ChangeState, Experiment, GuardReading
 from bot.errors import Conflict
 from bot.store.db import Database
 from bot.store.rowmap import checked, from_row, values_of

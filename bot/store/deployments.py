@@ -8,7 +8,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.domain import ApprovalVote, Deployment, DeployState
+from bot.domain.deploys import ApprovalVote, Deployment, DeployState
 from bot.store.db import Database
 from bot.store.rowmap import checked, from_row, values_of
 from bot.store.schema import approval_votes as votes

@@ -7,7 +7,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.domain import AuditEvent, CardRef, Freeze, Lock, Outcome
+from bot.domain.access import AuditEvent, Outcome
+from bot.domain.cards import CardRef
+from bot.domain.deploys import Freeze, Lock
 from bot.store import schema
 
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from bot.domain import Run, RunState
+from bot.domain.runs import Run, RunState
 from bot.store.db import Database
 from bot.store.rowmap import checked, from_row, values_of
 from bot.store.schema import runs as table

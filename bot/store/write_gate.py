@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Protocol
 
-from bot.domain import CardRef
+from bot.domain.cards import CardRef
 
 
 class WriteGate:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bot.domain import Run
-from bot.domain_ab import AbChange, AbState, ChangeState, Experiment, GuardReading, share
+from bot.domain.ab import AbChange, AbState, ChangeState, Experiment, GuardReading, share
+from bot.domain.runs import Run
 from bot.ports import ServiceState, Split
 from bot.views.actions import ActionId, ChangeTarget
 from bot.views.blocks import Block, Message, actions, button, context, section, user, when

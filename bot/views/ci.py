@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.ci_state import ACTIVE, CiCard, Deployment, Job, MergeRequest, Pipeline
+from bot.domain.ci import ACTIVE, CiCard, Deployment, Job, MergeRequest, Pipeline
 from bot.views.blocks import Block, Message, context, section
 
 ICONS = {

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from bot.domain import Deployment, DeployState, Lock, Run
+from bot.domain.deploys import Deployment, DeployState, Lock
+from bot.domain.runs import Run
 from bot.ports import ServiceState
 from bot.views.actions import ActionId, DeployTarget
 from bot.views.blocks import Block, Message, actions, button, context, section, user, when

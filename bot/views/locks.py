@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bot.domain import Freeze, Lock
+from bot.domain.deploys import Freeze, Lock
 from bot.views.actions import ActionId, EnvTarget
 from bot.views.blocks import Message, actions, button, context, section, user, when
 

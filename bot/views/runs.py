@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from bot.accuracy import MetricsReport, Verdict, table
-from bot.domain import Run, RunState
+from bot.domain.accuracy import MetricsReport, Verdict, table
+from bot.domain.runs import Run, RunState
 from bot.ports import NodeGpus, PendingGpuJob
 from bot.views.actions import ActionId, RunTarget
 from bot.views.blocks import Block, Message, actions, button, context, section, user, when

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.domain_ab import AbChange, AbState, ChangeState, Experiment, GuardReading
+from bot.domain.ab import AbChange, AbState, ChangeState, Experiment, GuardReading
 from bot.errors import Conflict
 from bot.store import Store
 

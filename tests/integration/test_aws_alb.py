@@ -10,12 +10,12 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from bot.config_ab import AbConfig
+from bot.config.ab import AbConfig
 from bot.errors import ExternalError, NotFound, UserInputError
 from bot.ports import MetricQuery, Split, TrafficRoute
-from bot.sandbox.ab_fixtures import Alb, put_metrics
-from bot.services.ab_readings import judge, queries
-from integrations.aws_alb import AlbTraffic, CloudWatchMetrics
+from bot.sandbox.fixtures.ab import Alb, put_metrics
+from bot.services.ab.readings import judge, queries
+from integrations.aws.alb import AlbTraffic, CloudWatchMetrics
 from tests.moto_server import CREDENTIALS, MotoServer, moto_fixtures
 
 moto_server, moto = moto_fixtures()

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from bot.errors import NotFound
-from bot.sandbox import deploy_fixtures
-from bot.sandbox.deploy_fixtures import DeployTarget
-from integrations.aws_ecs import EcrRegistry, EcsServices
+from bot.sandbox.fixtures import deploys as deploy_fixtures
+from bot.sandbox.fixtures.deploys import DeployTarget
+from integrations.aws.ecs import EcrRegistry, EcsServices
 from integrations.ecspresso import Ecspresso
 from tests.moto_server import MotoServer, moto_fixtures
 

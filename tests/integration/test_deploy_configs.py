@@ -6,11 +6,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.config import Settings, settings_from_data
+from bot.config.loading import settings_from_data
+from bot.config.settings import Settings
 from bot.errors import NotFound, UserInputError
-from bot.sandbox.gitlab import GitLabStandIn
-from bot.sandbox.gitlab_state import StandInProject
-from bot.services.deploy_configs import DeployConfigs
+from bot.sandbox.gitlab.server import GitLabStandIn
+from bot.sandbox.gitlab.state import StandInProject
+from bot.services.deploys.configs import DeployConfigs
 from integrations.gitlab import GitLabPipelines
 
 TOKEN = "glpat-test-token"

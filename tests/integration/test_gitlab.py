@@ -13,7 +13,7 @@ from tenacity import wait_none
 
 from bot.errors import ExternalError, NotFound, UserInputError
 from bot.ports import PipelineStatus
-from bot.sandbox.gitlab import GitLabStandIn, JobPlan, StandInProject
+from bot.sandbox.gitlab.server import GitLabStandIn, JobPlan, StandInProject
 from integrations.gitlab import GitLabPipelines, tail
 
 TOKEN = "glpat-integration-secret"

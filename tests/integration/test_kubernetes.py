@@ -20,8 +20,8 @@ from kubernetes.aio.client import ApiClient, BatchV1Api, CoreV1Api, V1Job
 
 from bot.errors import Conflict, ExternalError, UserInputError
 from bot.ports import JobSpec, JobUpdate
-from integrations.kube_watch import SYNC, JobBook, WatchTiming, resource_events
-from integrations.kubernetes import KubernetesCluster, api_client
+from integrations.kubernetes.cluster import KubernetesCluster, api_client
+from integrations.kubernetes.watch import SYNC, JobBook, WatchTiming, resource_events
 from tests.kube import (
     NODE,
     NODE_GPUS,

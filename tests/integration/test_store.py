@@ -14,7 +14,9 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from bot.domain import AuditEvent, CardRef, Freeze, Lock, Outcome
+from bot.domain.access import AuditEvent, Outcome
+from bot.domain.cards import CardRef
+from bot.domain.deploys import Freeze, Lock
 from bot.errors import ConfigError
 from bot.store import LATEST, MIGRATIONS, Store, StoreNotReady, StoreTimeout, schema
 from bot.store.engine import build_engine, normalize_url

@@ -30,7 +30,5 @@ def transcript_out() -> io.StringIO:
 
 
 @pytest.fixture
-def console(
-    sandbox: Sandbox, http: aiohttp.ClientSession, transcript_out: io.StringIO
-) -> Console:
+def console(sandbox: Sandbox, http: aiohttp.ClientSession, transcript_out: io.StringIO) -> Console:
     return sandbox.console(transcript_out, http)

@@ -15,13 +15,14 @@ import pytest
 import yaml
 
 from bot import app as bot_app
-from bot.domain import Deployment, DeployState, Run, RunState
-from bot.domain_ab import AbState, Experiment
+from bot.domain.ab import AbState, Experiment
+from bot.domain.deploys import Deployment, DeployState
+from bot.domain.runs import Run, RunState
 from bot.ports import TrafficRoute
-from bot.sandbox.ab_fixtures import put_metrics
 from bot.sandbox.console import Console
+from bot.sandbox.fixtures.ab import put_metrics
 from bot.sandbox.runner import Sandbox, running_sandbox, sample_config
-from integrations.aws_alb import CloudWatchMetrics
+from integrations.aws.alb import CloudWatchMetrics
 from tests.helpers import eventually
 from tests.moto_server import MotoServer
 

@@ -13,7 +13,8 @@ import aiohttp
 import pytest
 import yaml
 
-from bot.domain import DeployState, RunState
+from bot.domain.deploys import DeployState
+from bot.domain.runs import RunState
 from bot.errors import Conflict
 from bot.sandbox.console import Console
 from bot.sandbox.runner import Sandbox, running_sandbox, sample_config

@@ -11,7 +11,9 @@ import pytest
 from pydantic import SecretStr
 
 from bot import app as bot_app
-from bot.config import SlackSettings, StoreSettings, load_settings
+from bot.config.connections import SlackSettings
+from bot.config.loading import load_settings
+from bot.config.runtime import StoreSettings
 from bot.sandbox.people import BOT_TOKEN, CHANNELS, GROUPS, PEOPLE
 from bot.sandbox.runner import sample_config
 from bot.sandbox.slack import SlackStandIn, SlackUser

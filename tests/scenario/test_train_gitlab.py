@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bot.domain import RunState
+from bot.domain.runs import RunState
 from bot.sandbox.console import Console
 from bot.sandbox.runner import Sandbox
 from tests.helpers import eventually
@@ -42,8 +42,11 @@ async def run_state(sandbox: Sandbox, run_id: int, state: RunState) -> None:
         if run is None or run.state != state:
             return False
         await sandbox.bot.notifier.flush()
-        return any(m.text == f"{run.model} run #{run_id}: {state}"
-                   for m in sandbox.slack.messages if not m.ephemeral_to)
+        return any(
+            m.text == f"{run.model} run #{run_id}: {state}"
+            for m in sandbox.slack.messages
+            if not m.ephemeral_to
+        )
 
     await eventually(reached, timeout=10)
 

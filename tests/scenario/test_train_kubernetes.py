@@ -14,10 +14,10 @@ import pytest
 import yaml
 from kubernetes.aio.client import ApiClient, BatchV1Api, CoreV1Api
 
-from bot.domain import RunState
+from bot.domain.runs import RunState
 from bot.sandbox.console import Console
 from bot.sandbox.runner import Sandbox, running_sandbox
-from integrations.kubernetes import api_client
+from integrations.kubernetes.cluster import api_client
 from tests.helpers import eventually
 from tests.kube import FakeKubelet
 

@@ -17,12 +17,12 @@ import structlog
 import yaml
 
 from bot import app as bot_app
-from bot.sandbox.gitlab_hooks import pipeline_hook, pipeline_story
+from bot.sandbox.gitlab.hooks import pipeline_hook, pipeline_story
 from bot.sandbox.people import WEBHOOK_SECRET
 from bot.sandbox.runner import Sandbox, running_sandbox, sample_config
 from bot.sandbox.slack import Message
 from bot.sandbox.webhook_replay import gitlab_headers
-from bot.services.ci_results import CiResults
+from bot.services.ci.results import CiResults
 from bot.store import Store
 from bot.store.schema import inbox
 from tests.helpers import eventually

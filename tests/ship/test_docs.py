@@ -12,14 +12,15 @@ from typing import Any, cast
 import pytest
 import yaml
 
-from bot import config_doc
-from bot.accuracy import parse_metrics
-from bot.config import Settings, load_settings
-from bot.domain import Run, RunState
-from bot.sandbox.ecspresso_render import RenderError, load_config, load_json, load_task_definition
-from bot.services.training import Training, hp_variable, run_variables
+from bot.config import reference as config_doc
+from bot.config.loading import load_settings
+from bot.config.settings import Settings
+from bot.domain.accuracy import parse_metrics
+from bot.domain.runs import Run, RunState
+from bot.sandbox.ecspresso.render import RenderError, load_config, load_json, load_task_definition
+from bot.services.training.commands import Training, hp_variable, run_variables
 from handlers import actions, commands, reactions
-from integrations.kube_jobs import job_manifest
+from integrations.kubernetes.manifests import job_manifest
 from tests.tools import Validate
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,12 +61,14 @@ def example() -> Settings:
 def test_configuration_reference_is_current() -> None:
     current = (ROOT / "docs" / "configuration.md").read_text()
     assert current == config_doc.render(), (
-        "docs/configuration.md is stale: python -m bot.config_doc > docs/configuration.md"
+        "docs/configuration.md is stale: python -m bot.config.reference > docs/configuration.md"
     )
 
 
 def test_every_setting_has_a_description_and_an_example() -> None:
-    assert config_doc.undocumented() == [], "add these key paths to bot.config_doc.DESCRIPTIONS"
+    assert config_doc.undocumented() == [], (
+        "add these key paths to bot.config.descriptions.DESCRIPTIONS"
+    )
     assert config_doc.stale() == [], "these described key paths are gone from the model"
 
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from bot.config import settings_from_data
-from bot.config_ab import AbConfig, AbGuardConfig, CustomMetric
-from bot.domain_ab import AbChange, AbState, ChangeState, Experiment, GuardReading
+from bot.config.ab import AbConfig, AbGuardConfig, CustomMetric
+from bot.config.loading import settings_from_data
+from bot.domain.ab import AbChange, AbState, ChangeState, Experiment, GuardReading
 from bot.errors import ConfigError
-from bot.services.ab_readings import breached, judge
+from bot.services.ab.readings import breached, judge
 from bot.views.ab import Guarding, Prompt, ab_card
 
 ARN = "arn:aws:elasticloadbalancing:us-east-1:123456789012:"

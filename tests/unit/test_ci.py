@@ -10,12 +10,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.ci_state import CiCard, Pipeline, merge
-from bot.config import settings_from_data
-from bot.config_webhooks import EventKind, Route, RouteFacts
+from bot.config.loading import settings_from_data
+from bot.config.webhooks import EventKind, Route, RouteFacts
+from bot.domain.ci import CiCard, Pipeline, merge
 from bot.errors import ConfigError
-from bot.sandbox.gitlab_hooks import job_hook, pipeline_hook, pipeline_story
-from bot.services.ci_events import Unreadable, event_kind, parse, tail
+from bot.sandbox.gitlab.hooks import job_hook, pipeline_hook, pipeline_story
+from bot.services.ci.events import Unreadable, event_kind, parse, tail
 from bot.views.ci import ci_card, duration, escape, job_failure
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "gitlab"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.config import load_settings, settings_from_data
+from bot.config.loading import load_settings, settings_from_data
 from bot.errors import ConfigError
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from bot.config import Settings, settings_from_data
-from bot.domain import Role
+from bot.config.loading import settings_from_data
+from bot.config.settings import Settings
+from bot.domain.access import Role
 from bot.policy import Action, Actor, decide, groups_that_matter, roles_of
 
 

@@ -1,0 +1,1 @@
+"""/deploy: requests, approvals, locks, deploy configs, ecspresso runs and verification on ECS."""

@@ -1,0 +1,1 @@
+"""Kubernetes GPU training Jobs through the official asyncio client, one watch per namespace."""
