@@ -9,12 +9,16 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from bot.audit_cli import print_audit
 from bot.config.loading import load_settings
 from bot.config.settings import Settings
 from bot.errors import BotError, ConfigError
 from bot.logs import configure_logging
+
+if TYPE_CHECKING:
+    from integrations.ecspresso import Ecspresso
 
 
 def parser() -> argparse.ArgumentParser:
@@ -67,19 +71,73 @@ def deploys_configured(settings: Settings) -> bool:
     )
 
 
-async def check_ecspresso(settings: Settings) -> list[str]:
-    """The ecspresso executable runs and is recent enough (older ones exit 0 after a
-    circuit-breaker rollback), when any model deploys."""
-    if not deploys_configured(settings):
-        return []
+def checking_ecspresso(settings: Settings) -> Ecspresso:
+    """The adapter as the bot builds it (same AWS environment), with a short timeout."""
+    from bot.wiring import aws_env
     from integrations.ecspresso import Ecspresso
 
-    ecspresso = Ecspresso(settings.ecspresso.path, timeout=15.0)
+    return Ecspresso(settings.ecspresso.path, base_env=aws_env(settings), timeout=15.0)
+
+
+async def check_ecspresso_version(settings: Settings) -> list[str]:
+    """The ecspresso executable runs and is in the supported range (older ones exit 0 after
+    a circuit-breaker rollback; v3 is unchecked), when any model deploys."""
+    if not deploys_configured(settings):
+        return []
     try:
-        await ecspresso.check_version(settings.ecspresso.min_version)
+        await checking_ecspresso(settings).check_version(settings.ecspresso.min_version)
     except ConfigError as exc:
         return [f"ecspresso.path: {issue}" for issue in exc.issues]
     return []
+
+
+async def check_ecspresso(settings: Settings) -> list[str]:
+    """The version, then each local deploy config as ecspresso renders it."""
+    problems = await check_ecspresso_version(settings)
+    if problems or not deploys_configured(settings):
+        return problems
+    ecspresso = checking_ecspresso(settings)
+    for model, m in sorted(settings.models.items()):
+        for env in sorted(m.environments):
+            problems += await check_deploy_config(settings, ecspresso, model, env)
+    return problems
+
+
+async def check_deploy_config(
+    settings: Settings, ecspresso: Ecspresso, model: str, env: str
+) -> list[str]:
+    """``ecspresso render config`` of a local config: it must deploy the cluster and service
+    the bot verifies, and enable the ``external`` plugin only when allowed."""
+    from integrations.ecspresso import rendered_target
+
+    m, e = settings.models[model], settings.models[model].environments[env]
+    where = f"models.{model}.environments.{env}"
+    if m.deploy.source.kind != "local":
+        return []
+    path = Path(m.deploy.source.path.format(model=model, env=env)) / m.deploy.source.config
+    if not path.is_file():
+        print(f"note: {where}: no ecspresso config at {path} (not checked)")
+        return []
+    names = {"ECS_CLUSTER": e.cluster, "ECS_SERVICE": e.service}
+    variables = {k: v for k, v in names.items() if v} | dict(e.variables)
+    try:
+        target = rendered_target(await ecspresso.render_config(str(path), variables))
+    except BotError as exc:
+        return [f"{where}: ecspresso render config failed: {exc}"]
+    problems = [
+        f"{where}.{key}: the ecspresso config {path} deploys {key} {found!r}, not {wanted!r}"
+        for key, wanted, found in (
+            ("cluster", e.cluster, target.cluster),
+            ("service", e.service, target.service),
+        )
+        if wanted and found != wanted
+    ]
+    if "external" in target.plugins and not settings.ecspresso.allow_external_plugin:
+        problems.append(
+            f"{where}: the ecspresso config {path} enables the external plugin (it runs "
+            "commands); set ecspresso.allow_external_plugin: true to allow it"
+        )
+    return problems
 
 
 async def migrate(settings: Settings) -> int:
@@ -97,6 +155,9 @@ async def migrate(settings: Settings) -> int:
 async def serve(settings: Settings) -> int:
     from bot import app as bot_app
 
+    if refused := await check_ecspresso_version(settings):
+        print(f"mlops-bot: not starting: {refused[0]}", file=sys.stderr)
+        return 1
     bot = await bot_app.build(settings)
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()

@@ -81,10 +81,24 @@ class Pipelines(Protocol):
     async def job_artifact(self, project: str, job_id: int, path: str) -> bytes | None: ...
 
 
+@dataclass(frozen=True)
+class BranchHead:
+    """A branch as GitLab reports it: its newest commit and whether it is protected."""
+
+    name: str
+    sha: str
+    protected: bool
+    default: bool = False
+
+
 class RepoFiles(Protocol):
-    """Files of a GitLab repository at a commit (deploy configs live there)."""
+    """Files of a GitLab repository (deploy configs live on a protected branch there)."""
 
     async def read_file(self, project: str, path: str, ref: str) -> bytes | None: ...
+
+    async def branch(self, project: str, name: str | None = None) -> BranchHead:
+        """The branch ``name`` (None: the project's default branch); NotFound when missing."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -174,6 +188,16 @@ class TrainingEvents(Protocol):
 
 
 @dataclass(frozen=True)
+class RunningContainer:
+    """One container of a RUNNING task of the PRIMARY deployment, as DescribeTasks reports it."""
+
+    task: str  # the task's ARN
+    name: str
+    image: str  # the reference the task was started with
+    digest: str  # ``imageDigest`` (else the digest ``image`` pins); "" when ECS does not say
+
+
+@dataclass(frozen=True)
 class ServiceState:
     """What ECS says a service runs: the truth a deploy is verified against."""
 
@@ -181,11 +205,22 @@ class ServiceState:
     service: str
     task_definition: str  # ARN of the primary deployment's task definition
     revision: int
-    images: tuple[str, ...]
+    images: tuple[str, ...]  # the task definition's container images
     rollout_state: str  # COMPLETED, IN_PROGRESS or FAILED (primary deployment)
     running: int
     desired: int
     deployments: int  # how many deployments the service lists (more than 1: in progress)
+    deployment_ids: tuple[str, ...] = ()
+    tasks: int = 0  # RUNNING tasks of the primary deployment (on its task definition)
+    containers: tuple[RunningContainer, ...] = ()  # the containers of those tasks
+
+    def changed_since(self, before: ServiceState) -> bool:
+        """Whether ECS moved: another task definition, desired count or set of deployments."""
+        return (self.task_definition, self.desired, self.deployment_ids) != (
+            before.task_definition,
+            before.desired,
+            before.deployment_ids,
+        )
 
 
 class Registry(Protocol):
@@ -195,11 +230,18 @@ class Registry(Protocol):
         """The immutable ``sha256:...`` digest a tag points at; NotFound when it does not exist."""
         ...
 
+    async def image_tags(self, repository: str, digest: str) -> tuple[str, ...]:
+        """The tags of the image with ``digest`` in ``repository`` (maybe none); NotFound when
+        the repository holds no image with that digest."""
+        ...
+
 
 class Services(Protocol):
     """ECS, implemented by integrations.aws.ecs.EcsServices."""
 
-    async def state(self, cluster: str, service: str) -> ServiceState: ...
+    async def state(self, cluster: str, service: str) -> ServiceState:
+        """The service, its primary deployment and what that deployment's tasks run."""
+        ...
 
     async def image_digests(self, images: tuple[str, ...]) -> tuple[str, ...]:
         """The digest each image reference runs (pinned ``@sha256:`` or a tag resolved in ECR)."""
@@ -216,6 +258,11 @@ class EcspressoResult:
     def ok(self) -> bool:
         return self.exit_code == 0 and not self.timed_out
 
+    @property
+    def config_error(self) -> bool:
+        """Exit 2 is Go's panic: an unset ``must_env`` while rendering, before any AWS call."""
+        return self.exit_code == 2 and not self.timed_out
+
 
 class Deployer(Protocol):
     """The ecspresso CLI, implemented by integrations.ecspresso.Ecspresso."""
@@ -227,7 +274,16 @@ class Deployer(Protocol):
         on_line: Callable[[str], None],
         *,
         revision: int | None = None,
-    ) -> EcspressoResult: ...
+        keep_service: bool = False,
+    ) -> EcspressoResult:
+        """``revision``: deploy that registered revision (``--revision N``) instead of
+        registering the local task definition; ``keep_service``: ``--no-update-service``, so
+        only the task definition changes (rollbacks: never apply a new service definition)."""
+        ...
+
+    async def render_config(self, config: str, env: Mapping[str, str]) -> str:
+        """``ecspresso render config``: the config as ecspresso reads it (YAML/JSON text)."""
+        ...
 
     async def rollback(
         self, config: str, env: Mapping[str, str], on_line: Callable[[str], None]

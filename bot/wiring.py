@@ -14,6 +14,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config.settings import Settings
+from bot.logs import SecretScrubber
 from bot.metrics import Metrics
 from bot.notifier import Notifier
 from bot.ports import Cluster, ObjectStore, Pipelines, RepoFiles
@@ -41,7 +42,7 @@ from handlers import webhooks
 from integrations.aws.alb import AlbTraffic, CloudWatchMetrics
 from integrations.aws.ecs import EcrRegistry, EcsServices
 from integrations.aws.s3 import S3Objects, aws_client
-from integrations.ecspresso import Ecspresso
+from integrations.ecspresso import Ecspresso, aws_environment
 from integrations.gitlab import GitLabPipelines
 from integrations.kubernetes.cluster import KubernetesCluster
 from integrations.slack import build_web_client
@@ -65,22 +66,13 @@ class Backends:
     files: RepoFiles | None = None
 
 
-AWS_PASSTHROUGH = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_PROFILE",
-    "AWS_ROLE_ARN",
-    "AWS_WEB_IDENTITY_TOKEN_FILE",
-    "AWS_CONFIG_FILE",
-    "AWS_SHARED_CREDENTIALS_FILE",
-    "AWS_CA_BUNDLE",
-)
+AWS_SECRETS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
 def aws_env(settings: Settings) -> dict[str, str]:
-    """What ecspresso needs to reach AWS as the bot does: region, endpoint, credentials."""
-    values = {k: os.environ[k] for k in AWS_PASSTHROUGH if k in os.environ}
+    """What ecspresso needs to reach AWS as the bot does: region, endpoint, the SDK credential
+    chain (keys, profiles, web identity, container credentials) and proxies."""
+    values = aws_environment(os.environ)
     values["AWS_REGION"] = settings.aws.region
     if settings.aws.endpoint_url:
         values["AWS_ENDPOINT_URL"] = settings.aws.endpoint_url
@@ -123,7 +115,11 @@ def build_deploys(
         DeployConfigs(settings, backends.files),
         aws_env={},
     )
-    deploys = Deploys(settings, store, access, deploy_cards, EcrRegistry(ecr), runner)
+    handed = aws_env(settings)  # what ecspresso gets: a diff shown in Slack must not carry it
+    scrubber = SecretScrubber([*settings.secrets(), *(handed.get(k, "") for k in AWS_SECRETS)])
+    deploys = Deploys(
+        settings, store, access, deploy_cards, EcrRegistry(ecr), runner, scrubber=scrubber
+    )
     approvals = Approvals(settings, store, access, deploy_cards, runner)
     return DeployParts(deploys, DeployReports(settings, store, access, services), approvals, runner)
 
@@ -190,6 +186,11 @@ async def build_backends(settings: Settings) -> Backends:
             )
         )
     files = pipelines if isinstance(pipelines, GitLabPipelines) else None
+    configs_in_gitlab = any(m.deploy.source.kind == "gitlab" for m in settings.models.values())
+    if files is None and configs_in_gitlab and gitlab.token:
+        files = GitLabPipelines.from_settings(  # deploy configs of Kubernetes-trained models
+            url=gitlab.url, token=gitlab.token.get_secret_value(), timeout=gitlab.timeout_seconds
+        )
     return Backends(pipelines, cluster, objects, files)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot import intents as i
 from bot.views import deploys as views
-from bot.views.blocks import Message, user
+from bot.views.blocks import Message, escape, user
 from bot.views.replies import info_reply
 from handlers import ab_commands
 from handlers.deps import Deps
@@ -39,7 +39,7 @@ async def dispatch(deps: Deps, actor: str, intent: i.DeployIntent) -> Message:
         case i.DeployStatus(model=model, env=env):
             reports = await deps.reports.status(actor, model, env)
             freeze = await deps.store.get_freeze()
-            frozen = f"by {user(freeze.holder)}: {freeze.reason}" if freeze else None
+            frozen = f"by {user(freeze.holder)}: {escape(freeze.reason)}" if freeze else None
             return views.status_reply(model, reports, frozen)
         case i.AbCommand():
             return await ab_commands.dispatch(deps, actor, intent)

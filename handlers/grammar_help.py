@@ -43,8 +43,8 @@ _USAGE = {
     "deploy": "\n".join(
         [
             "*`/deploy`: ship, compare, roll back and split traffic*",
-            '• `/deploy <model> <env> [run=<id> | image=<tag>] [force reason="..."]` deploy',
-            "• `/deploy <model> diff <env> [run=<id> | image=<tag>]` show what would change",
+            '• `/deploy <model> <env> [run=<id> | image=<tag|digest>] [force reason="..."]` deploy',
+            "• `/deploy <model> diff <env> [run=<id> | image=<tag|digest>]` what would change",
             "• `/deploy <model> rollback <env> [to=<deploy id>]` restore an earlier deploy",
             "• `/deploy <model> history <env>` list past deploys",
             "• `/deploy <model> status [env]` show what runs where",

@@ -54,7 +54,9 @@ __all__ = ["Catalog", "is_valid_ref", "parse_deploy", "parse_train", "usage"]
 _PARAM_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 _PARAM_VALUE = re.compile(r"[A-Za-z0-9_.,:/+=@%-]{1,256}")
 _DATASET = re.compile(r"[A-Za-z0-9_.:/+-]{1,128}")
-_IMAGE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|sha256:[0-9a-f]{64}")
+_IMAGE = re.compile(
+    r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}|(?:[a-z0-9][a-z0-9._/-]{0,255}@)?sha256:[0-9a-f]{64}"
+)
 _GPUS = re.compile(r"[0-9]{1,2}")
 _MAX_GPUS = 64
 
@@ -211,7 +213,9 @@ def _run_or_image(values: Mapping[str, str], ctx: Ctx) -> tuple[int | None, str 
     run, image = values.get("run"), values.get("image")
     if run is not None and image is not None:
         ctx.fail("Give either `run=` or `image=`, not both.")
-    expected = "an image tag like `v1.2.3` or a digest `sha256:<64 hex>`"
+    expected = (
+        "an image tag like `v1.2.3`, a digest `sha256:<64 hex>` or `<repository>@sha256:<64 hex>`"
+    )
     return (
         optional(run, lambda v: number(v, "run", ctx)),
         optional(image, lambda v: matching(v, _IMAGE, "image", expected, ctx)),

@@ -1,11 +1,14 @@
-"""The ecspresso CLI (>= v2.4.0) as bot.ports.Deployer: argument lists, never a shell; a minimal
-environment; one timeout per call, after which the whole process group is stopped.
+"""The ecspresso CLI (>= v2.4.0, < v3) as bot.ports.Deployer: argument lists, never a shell; a
+minimal environment (PATH, locale, the AWS SDK chain, proxies); one timeout per call, after
+which the whole process group is stopped, with ecspresso's own ``--timeout`` a margin below it.
 
-Flags used (ecspresso v2, kong; ``--config=F`` so no path is read as a flag): ``deploy``
-(waits for a stable service by default) ``[--skip-task-definition --revision=N]``,
-``rollback --no-deregister-task-definition``, ``diff`` (exits 0 whether or not anything
-changed; the diff is on stdout, logs on stderr), ``revisions --output=json`` (one JSON object
-per revision, one after another) and ``version`` (``ecspresso v2.4.5``).
+Flags used (ecspresso v2, kong, as in reference/ecspresso/cli.json; tests/contracts checks every
+argument list against it; ``--config=F`` so no path is read as a flag): ``deploy`` (waits for
+a stable service by default) ``[--revision=N] [--no-update-service]``, ``rollback
+--no-deregister-task-definition``, ``diff`` (exits 0 whether or not anything changed; the diff
+is on stdout, logs on stderr), ``revisions --output=json`` (one JSON object per revision, one
+after another), ``render config`` and ``version`` (``ecspresso v2.4.5``). Exit 2 is a Go panic
+(an unset ``must_env``): nothing reached AWS.
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ import signal
 import sys
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
+import yaml
 
 from bot.errors import ConfigError, ExternalError, UserInputError
 from bot.ports import EcspressoResult
@@ -30,15 +35,19 @@ _log = structlog.get_logger(__name__)
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 VERSION = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
-PASSED_THROUGH = ("PATH", "HOME", "LANG", "TZ", "SSL_CERT_FILE")
-AWS_SETTINGS = (  # the SDK's region, endpoint and credential-chain settings
+PASSED_THROUGH = ("PATH", "HOME", "LANG", "TZ", "SSL_CERT_FILE", "SSL_CERT_DIR")
+AWS_SETTINGS = (  # how the AWS SDKs (Go v2 included) find region, endpoint and credentials
     "AWS_REGION",
     "AWS_DEFAULT_REGION",
     "AWS_ENDPOINT_URL",
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
     "AWS_SESSION_TOKEN",
+    "AWS_CREDENTIAL_EXPIRATION",
     "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SDK_LOAD_CONFIG",
     "AWS_CONFIG_FILE",
     "AWS_SHARED_CREDENTIALS_FILE",
     "AWS_ROLE_ARN",
@@ -49,15 +58,42 @@ AWS_SETTINGS = (  # the SDK's region, endpoint and credential-chain settings
     "AWS_CONTAINER_AUTHORIZATION_TOKEN",
     "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
     "AWS_EC2_METADATA_DISABLED",
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT",
+    "AWS_EC2_METADATA_SERVICE_ENDPOINT_MODE",
+    "AWS_EC2_METADATA_V1_DISABLED",
+    "AWS_CA_BUNDLE",
+    "AWS_STS_REGIONAL_ENDPOINTS",
+    "AWS_USE_FIPS_ENDPOINT",
+    "AWS_USE_DUALSTACK_ENDPOINT",
+    "AWS_RETRY_MODE",
+    "AWS_MAX_ATTEMPTS",
 )
+PROXIES = ("HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy")
+SUPPORTED_BELOW = "3.0.0"  # ecspresso v3 may change the flags and exit codes the bot relies on
 LineSink = Callable[[str], None]
 
 
 def aws_environment(source: Mapping[str, str]) -> dict[str, str]:
-    """The AWS settings (``AWS_ENDPOINT_URL_<SERVICE>`` too) found in ``source``, for base_env."""
+    """The AWS SDK settings (``AWS_ENDPOINT_URL_<SERVICE>`` too) and proxy variables found in
+    ``source``, for base_env: what ecspresso needs to reach AWS as this process does."""
     return {
-        k: v for k, v in source.items() if k in AWS_SETTINGS or k.startswith("AWS_ENDPOINT_URL_")
+        k: v
+        for k, v in source.items()
+        if k in AWS_SETTINGS or k in PROXIES or k.startswith("AWS_ENDPOINT_URL_")
     }
+
+
+def go_duration(seconds: float) -> str:
+    """``seconds`` in Go's duration syntax (``870s``, ``2250ms``), for ``--timeout``."""
+    millis = max(round(seconds * 1000), 1)
+    return f"{millis // 1000}s" if millis % 1000 == 0 else f"{millis}ms"
+
+
+def inner_timeout(limit: float) -> str:
+    """ecspresso's own deadline, a margin below the bot's ``limit`` so that ecspresso stops
+    first and cleanly (exit 1) and the bot's kill stays for a wedged process."""
+    margin = min(30.0, max(2.0, limit * 0.1), limit / 2)
+    return go_duration(limit - margin)
 
 
 class Ecspresso:
@@ -92,40 +128,48 @@ class Ecspresso:
         on_line: LineSink,
         *,
         revision: int | None = None,
+        keep_service: bool = False,
     ) -> EcspressoResult:
-        args = ["deploy", f"--config={config}"]
-        if revision is not None:
-            if revision < 1:
-                raise UserInputError(f"a task definition revision is 1 or more, not {revision}")
-            args += ["--skip-task-definition", f"--revision={revision}"]
-        return await self.run(args, env, on_line, time_limit=self.deploy_timeout)
+        return await self.run(
+            deploy_args(config, self.deploy_timeout, revision=revision, keep_service=keep_service),
+            env,
+            on_line,
+            time_limit=self.deploy_timeout,
+        )
 
     async def rollback(
         self, config: str, env: Mapping[str, str], on_line: LineSink
     ) -> EcspressoResult:
-        args = ["rollback", f"--config={config}", "--no-deregister-task-definition"]
+        args = ["rollback", *common_args(config, self.deploy_timeout)]
+        args.append("--no-deregister-task-definition")
         return await self.run(args, env, on_line, time_limit=self.deploy_timeout)
 
     async def diff(self, config: str, env: Mapping[str, str]) -> str:
         """The diff ecspresso prints ("" = no change); ExternalError when ecspresso itself fails."""
-        return await self._stdout("diff", ["diff", f"--config={config}"], env)
+        return await self._stdout("diff", ["diff", *common_args(config, self.timeout)], env)
 
     async def revisions(self, config: str, env: Mapping[str, str]) -> list[dict[str, Any]]:
         """One dict per revision: ``{"name": "fraud-api:4", "in_use": "PRIMARY deployment"}``."""
-        args = ["revisions", f"--config={config}", "--output=json"]
+        args = ["revisions", *common_args(config, self.timeout), "--output=json"]
         return parse_json_stream(await self._stdout("revisions", args, env))
+
+    async def render_config(self, config: str, env: Mapping[str, str]) -> str:
+        """``ecspresso render config``: the config as ecspresso reads it (YAML)."""
+        args = ["render", *common_args(config, self.timeout), "config"]
+        return await self._stdout("render", args, env)
 
     async def version(self) -> str:
         """What ``ecspresso version`` prints, e.g. ``ecspresso v2.4.5``."""
         return (await self._stdout("version", ["version"], {})).strip()
 
-    async def check_version(self, minimum: str = "2.4.0") -> str:
-        """The version found; ConfigError when it is missing, unreadable or older than minimum."""
+    async def check_version(self, minimum: str = "2.4.0", below: str = SUPPORTED_BELOW) -> str:
+        """The version found; ConfigError when it is missing, unreadable or outside
+        [minimum, below)."""
         try:
             found = await self.version()
         except ExternalError as err:
             raise ConfigError([f"ecspresso at {self.executable} did not run: {err}"]) from None
-        return require_version(found, minimum, self.executable)
+        return require_version(found, minimum, self.executable, below=below)
 
     async def run(
         self,
@@ -261,10 +305,58 @@ def parse_json_stream(text: str) -> list[dict[str, Any]]:
     return items
 
 
-def require_version(found: str, minimum: str, executable: str) -> str:
-    """Checks ``ecspresso vX.Y.Z`` against ``minimum``; returns the found version line."""
-    match, wanted = VERSION.search(found), VERSION.search(minimum)
-    assert wanted, minimum
+@dataclass(frozen=True)
+class RenderedConfig:
+    """What ``render config`` says an ecspresso config deploys, and the plugins it enables."""
+
+    cluster: str
+    service: str
+    plugins: tuple[str, ...]
+
+
+def rendered_target(text: str) -> RenderedConfig:
+    """Reads ``ecspresso render config`` output (YAML; ``cluster`` defaults to ``default``)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError:
+        raise ExternalError("ecspresso render config printed something that is not YAML") from None
+    if not isinstance(data, dict):
+        raise ExternalError("ecspresso render config printed no mapping")
+    plugins = data.get("plugins") or []
+    names = tuple(
+        str(p.get("name")) for p in plugins if isinstance(p, dict) and p.get("name") is not None
+    )
+    return RenderedConfig(
+        str(data.get("cluster") or "default"), str(data.get("service") or ""), names
+    )
+
+
+def common_args(config: str, limit: float) -> list[str]:
+    """``--config=F`` (so no path is read as a flag) and ecspresso's own deadline."""
+    return [f"--config={config}", f"--timeout={inner_timeout(limit)}"]
+
+
+def deploy_args(
+    config: str, limit: float, *, revision: int | None = None, keep_service: bool = False
+) -> list[str]:
+    """``deploy``; ``--revision=N`` deploys that registered revision without registering
+    (v2.3.3+); ``--no-update-service`` leaves the service definition (desired count too) alone."""
+    args = ["deploy", *common_args(config, limit)]
+    if revision is not None:
+        if revision < 1:
+            raise UserInputError(f"a task definition revision is 1 or more, not {revision}")
+        args.append(f"--revision={revision}")
+    if keep_service:
+        args.append("--no-update-service")
+    return args
+
+
+def require_version(
+    found: str, minimum: str, executable: str, *, below: str = SUPPORTED_BELOW
+) -> str:
+    """Checks ``ecspresso vX.Y.Z`` is in [minimum, below); returns the found version line."""
+    match, wanted, ceiling = VERSION.search(found), VERSION.search(minimum), VERSION.search(below)
+    assert wanted and ceiling, (minimum, below)
     if not match:
         raise ConfigError(
             [f"ecspresso at {executable} printed no version ({found!r}); need >= v{minimum}"]
@@ -275,6 +367,13 @@ def require_version(found: str, minimum: str, executable: str) -> str:
             [
                 f"ecspresso at {executable} is v{'.'.join(map(str, have))}; the bot needs "
                 f">= v{minimum} (older versions exit 0 after a circuit-breaker rollback)"
+            ]
+        )
+    if have >= tuple(int(g) for g in ceiling.groups()):
+        raise ConfigError(
+            [
+                f"ecspresso at {executable} is v{'.'.join(map(str, have))}; the bot supports "
+                f">= v{minimum} and < v{below} (its flags and exit codes are checked for v2)"
             ]
         )
     return found

@@ -29,7 +29,7 @@ from tenacity import (
 from tenacity.wait import wait_base
 
 from bot.errors import BotError, ExternalError, NotFound, UserInputError
-from bot.ports import PipelineJob, PipelineStatus
+from bot.ports import BranchHead, PipelineJob, PipelineStatus
 
 T = TypeVar("T")
 
@@ -172,6 +172,35 @@ class GitLabPipelines:
             what = f"reading {path} of {project} at {ref}"
             raise self._error(err, what, project=project) from err
         return bytes(data)
+
+    async def branch(self, project: str, name: str | None = None) -> BranchHead:
+        """The branch ``name`` (None: the project's default branch) with its newest commit and
+        whether GitLab protects it (``GET /projects/:id/repository/branches/:branch``)."""
+        if not self._authenticated:
+            raise ExternalError(
+                f"reading {project}'s branches needs a GitLab API token (gitlab.token); "
+                "a trigger token cannot read the repository"
+            )
+        proj = await self._project(project)
+        if name is None:
+            default = proj.attributes.get("default_branch")
+            if not default:
+                raise NotFound(f"GitLab project {project} has no default branch (empty repository)")
+            name = str(default)
+        chosen = name
+        try:
+            found = await self._call(lambda: proj.branches.get(chosen, **self._opts))
+        except _FAILURES as err:
+            missing = f"GitLab project {project} has no branch {chosen}"
+            what = f"reading branch {chosen} of {project}"
+            raise self._error(err, what, project=project, not_found=missing) from err
+        a = found.attributes
+        return BranchHead(
+            name=str(a["name"]),
+            sha=str(a["commit"]["id"]),
+            protected=bool(a.get("protected")),
+            default=bool(a.get("default")),
+        )
 
     # -- plumbing --------------------------------------------------------------------------
 

@@ -63,7 +63,7 @@ class AbConfig(Strict):
     target_group_b: str = Field(pattern=ELB_ARN)
     load_balancer: str | None = None
     default_weight: int = Field(default=10, ge=0, le=100)
-    approvals_above: int = Field(default=100, ge=0, le=100)
+    approvals_above: int = Field(default=50, ge=0, le=100)
     approvals: int = Field(default=1, ge=0)
     guard: AbGuardConfig = Field(default_factory=AbGuardConfig)
 

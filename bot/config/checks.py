@@ -3,9 +3,17 @@ routes, approvals with nobody to give them). Each problem is one line with its k
 
 from __future__ import annotations
 
+import fnmatch
 import json
+import re
 
+from bot.config.models import EnvironmentConfig, ModelConfig
 from bot.config.settings import Settings
+from bot.domain.access import Role
+
+APPROVING_ROLES = (Role.APPROVER, Role.ADMIN)
+"""Environment role bindings that let someone approve there (admin holds every role)."""
+GLOB = re.compile(r"[*?\[]")
 
 
 def cross_section_issues(settings: Settings) -> list[str]:
@@ -55,9 +63,83 @@ def ab_issues(settings: Settings) -> list[str]:
                 issues.append(f"{path}.b_env: {env.ab.b_env} has an A/B setup itself")
             elif not b.cluster or not b.service:
                 issues.append(f"{path}.b_env: {env.ab.b_env} needs a cluster and a service")
+            else:
+                issues += weaker_b_issues(name, model, env_name, env.ab.b_env)
             if env.ab.approvals_above < 100 and env.ab.approvals > 0 and not env.approvers:
                 issues.append(
                     f"{path}.approvals: {env.ab.approvals} approval(s) needed above "
                     f"{env.ab.approvals_above}% but {env_name} lists no approvers"
                 )
     return issues
+
+
+def weaker_b_issues(name: str, model: ModelConfig, a_name: str, b_name: str) -> list[str]:
+    """B serves the same users as A once it has traffic (``ab set 100`` puts all of it there), so
+    its deploys face at least A's gates: as many approvals, approvers A would accept, the same
+    (or a longer) chain of required environments, and only refs A allows."""
+    a, b = model.environments[a_name], model.environments[b_name]
+    path = f"models.{name}.environments.{b_name}"
+    why = f"B of {a_name}'s A/B split"
+    issues: list[str] = []
+    if b.approvals < a.approvals:
+        issues.append(
+            f"{path}.approvals: {why} needs at least {a_name}'s {a.approvals} approval(s), "
+            f"got {b.approvals}; set it to {a.approvals} or more"
+        )
+    extra = sorted(approving(b) - approving(a))
+    if extra:
+        issues.append(
+            f"{path}.approvers: {why} may only be approved by {a_name}'s approvers; "
+            f"{', '.join(extra)} cannot approve {a_name}; remove them (or add them to "
+            f"{a_name}'s approvers)"
+        )
+    if a.requires is not None and a.requires not in required_chain(model, b_name):
+        got = json.dumps(b.requires) if b.requires is not None else "nothing"
+        issues.append(
+            f"{path}.requires: {why} must require {json.dumps(a.requires)} as {a_name} does "
+            f"(directly or through another environment), got {got}; set it to "
+            f"{json.dumps(a.requires)}"
+        )
+    if a.refs:
+        allowed = json.dumps(a.refs)
+        if not b.refs:
+            issues.append(
+                f"{path}.refs: {why} must allow only refs {a_name} allows, got any ref; "
+                f"set it to {allowed} (or a part of it)"
+            )
+        else:
+            wider = [p for p in b.refs if not within(p, a.refs)]
+            if wider:
+                issues.append(
+                    f"{path}.refs: {why} must allow only refs {a_name} allows ({allowed}); "
+                    f"{json.dumps(wider)} reach(es) beyond them; use patterns of {allowed} "
+                    "or exact ref names they match"
+                )
+    return issues
+
+
+def approving(env: EnvironmentConfig) -> set[str]:
+    """Subjects the environment's own settings let approve there (global and model bindings
+    are the same for A and B)."""
+    found = set(env.approvers)
+    for role in APPROVING_ROLES:
+        found |= set(env.roles.get(role, []))
+    return found
+
+
+def required_chain(model: ModelConfig, env_name: str) -> list[str]:
+    """The environments an image must pass before ``env_name``: its ``requires``, theirs, ..."""
+    chain: list[str] = []
+    current = model.environments[env_name].requires
+    while current is not None and current in model.environments and current not in chain:
+        chain.append(current)
+        current = model.environments[current].requires
+    return chain
+
+
+def within(pattern: str, allowed: list[str]) -> bool:
+    """A ref pattern of B is within A's when it is one of A's patterns, or a plain ref name
+    (no glob characters) that one of A's patterns matches."""
+    if pattern in allowed:
+        return True
+    return not GLOB.search(pattern) and any(fnmatch.fnmatchcase(pattern, p) for p in allowed)

@@ -18,15 +18,19 @@ class EcspressoSettings(Strict):
     min_version: str = "2.4.0"
     timeout_seconds: float = Field(default=900.0, gt=0, le=7200)
     verify_seconds: float = Field(default=300.0, gt=0, le=7200)
+    allow_external_plugin: bool = False
 
 
 class DeploySource(Strict):
-    """Where a model's ecspresso config lives: its GitLab repository at the run's commit, or a
-    local directory. ``path`` may use {model} and {env}."""
+    """Where a model's ecspresso config lives; only operator-controlled places: a local
+    directory shipped with the bot (a ConfigMap), or a protected branch of the model's GitLab
+    repository (its default branch, or ``ref``), never the run's commit. ``path`` may use
+    {model} and {env}."""
 
     kind: Literal["gitlab", "local"] = "local"
     path: str = "deploy/{env}"
     config: str = "ecspresso.yml"
+    ref: str | None = Field(default=None, min_length=1, pattern=r"^[^\s*?\[~^:]+$")
 
 
 class ModelDeploy(Strict):
@@ -50,3 +54,4 @@ class DeployGates(Strict):
     reject_emoji: str = Field(default="x", pattern=EMOJI)
     rollback_approvals: int = Field(default=0, ge=0)
     lock_minutes: float = Field(default=60.0, gt=0)
+    diff: Literal["off", "summary", "full"] = "summary"

@@ -142,6 +142,12 @@ DESCRIPTIONS: dict[str, Doc] = {
     "ecspresso.verify_seconds": D(
         "How long to wait for ECS to finish the rollout after ecspresso exits.", "300"
     ),
+    "ecspresso.allow_external_plugin": D(
+        "Accept deploy configs that enable ecspresso's `external` plugin (v2.5+: it runs a "
+        "command named in the config under the bot's AWS identity); `check-config` refuses "
+        "them otherwise.",
+        "false",
+    ),
     # ---- roles --------------------------------------------------------------------------------
     "roles": D(
         "Global role bindings: role -> Slack user ids (U...) and user group ids (S...).",
@@ -272,6 +278,13 @@ DESCRIPTIONS: dict[str, Doc] = {
     "models.<model>.environments.<env>.lock_minutes": D(
         "How long a deploy lock lasts unless released.", "60"
     ),
+    "models.<model>.environments.<env>.diff": D(
+        "What the deploy card shows of `ecspresso diff` (run only after the role, ref and "
+        "`requires` gates pass): `summary` (which parts differ, lines added and removed), "
+        "`full` (also the rendered diff, secrets scrubbed, in the card's thread), or `off` "
+        "(no diff is run).",
+        "summary",
+    ),
     "models.<model>.environments.<env>.approvals": D(
         "Distinct approvers (never the requester) a deploy needs.", "2"
     ),
@@ -289,7 +302,10 @@ DESCRIPTIONS: dict[str, Doc] = {
         "A/B split: A is this environment's service, B the service of `b_env`, weighted on an ALB."
     ),
     "models.<model>.environments.<env>.ab.b_env": D(
-        "The environment that serves B (its own config, service and approvals).", "prod-b"
+        "The environment that serves B (its own config, service and approvals). Its gates must "
+        "be at least this environment's: as many `approvals`, only approvers this environment "
+        "accepts, the same `requires` (or a chain through it) and only `refs` it allows.",
+        "prod-b",
     ),
     "models.<model>.environments.<env>.ab.listener_arn": D(
         "ALB listener whose default action splits the traffic (or give `rule_arn`).",
@@ -315,9 +331,13 @@ DESCRIPTIONS: dict[str, Doc] = {
         "B's share in percent when `ab start` names no weight.", "10"
     ),
     "models.<model>.environments.<env>.ab.approvals_above": D(
-        "Raising B's share above this percentage needs approvals.", "50"
+        "Raising B's share above this percentage needs `approvals` approvals (so B never gets "
+        "most of the traffic unseen).",
+        "20",
     ),
-    "models.<model>.environments.<env>.ab.approvals": D("Approvals such a raise needs.", "1"),
+    "models.<model>.environments.<env>.ab.approvals": D(
+        "Approvals such a raise needs, from this environment's approvers.", "1"
+    ),
     "models.<model>.environments.<env>.ab.guard": D(
         "The guard that compares B with A in CloudWatch and reverts B on a breach."
     ),
@@ -380,11 +400,19 @@ DESCRIPTIONS: dict[str, Doc] = {
         "Tag the pipeline pushes; may use {sha}, {short_sha}, {run_id} and {model}.", '"{sha}"'
     ),
     "models.<model>.deploy.source": D(
-        "Where the ecspresso config is: the model's GitLab repository at the run's commit, "
-        "or a local directory."
+        "Where the ecspresso config is, always operator-controlled: a local directory shipped "
+        "with the bot (a ConfigMap), or a protected branch of the model's GitLab repository. "
+        "Never the run's commit: a run contributes only its image digest."
     ),
     "models.<model>.deploy.source.kind": D(
-        "`gitlab`: read from the repository at the run's commit; `local`: from disk.", "gitlab"
+        "`local`: from disk; `gitlab`: from the repository's default branch (or `ref`), "
+        "which GitLab must report as protected, else deploys are refused.",
+        "gitlab",
+    ),
+    "models.<model>.deploy.source.ref": D(
+        "The protected branch to read the config from (`kind: gitlab`); default: the "
+        "project's default branch.",
+        "release",
     ),
     "models.<model>.deploy.source.path": D(
         "Directory of the ecspresso config; may use {model} and {env}.", "deploy/{env}"

@@ -67,6 +67,10 @@ class StandIns:
         self.aws = self.exits.enter_context(running_moto(ecs_running=1))
         self.aws.reset()  # moto's backends are per process: start from nothing
         self.create_targets(settings)
+        from bot.sandbox.fixtures.deploys import Scheduler
+
+        # moto starts no tasks for services: this plays ECS's scheduler (verification reads tasks)
+        self.exits.callback(Scheduler(self.aws.client("ecs")).start().stop)
 
     def create_targets(self, settings: Settings) -> None:
         from bot.sandbox.fixtures.ab import b_envs, create_ab
@@ -85,6 +89,20 @@ class StandIns:
                 )
         # B services (in A's cluster) and the ALB routes of every `ab:` setup
         self.ab_routes = create_ab(self.aws, self.deploy_root, settings, tags=tags)
+        self.publish_configs(settings)
+
+    def publish_configs(self, settings: Settings) -> None:
+        """A model whose configs live in GitLab (`deploy.source.kind: gitlab`) gets the
+        sandbox's config files in its GitLab project, at ``source.path`` on every commit."""
+        for model, config in settings.models.items():
+            source = config.deploy.source
+            if source.kind != "gitlab" or not config.gitlab_project:
+                continue
+            for env in config.environments:
+                directory = self.deploy_root / model / env
+                for path in sorted(directory.glob("*")) if directory.is_dir() else []:
+                    target = f"{source.path.format(model=model, env=env)}/{path.name}"
+                    self.gitlab.set_file(config.gitlab_project, target, path.read_bytes())
 
     async def stop(self) -> None:
         self.gitlab.auto_advance(None)
@@ -104,9 +122,11 @@ def with_local_configs(settings: Settings, stand_ins: StandIns) -> dict[str, Any
     root, control = stand_ins.deploy_root, str(control_file(stand_ins))
     models = {}
     for name, model in settings.models.items():
-        source = model.deploy.source.model_copy(
-            update={"kind": "local", "path": str(root / "{model}" / "{env}")}
-        )
+        source = model.deploy.source
+        if source.kind == "local":  # a gitlab source stays: StandIns.publish_configs fills it
+            source = source.model_copy(
+                update={"kind": "local", "path": str(root / "{model}" / "{env}")}
+            )
         deploy = model.deploy.model_copy(update={"source": source})
         envs = {
             env_name: env.model_copy(

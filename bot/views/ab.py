@@ -9,7 +9,18 @@ from bot.domain.ab import AbChange, AbState, ChangeState, Experiment, GuardReadi
 from bot.domain.runs import Run
 from bot.ports import ServiceState, Split
 from bot.views.actions import ActionId, ChangeTarget
-from bot.views.blocks import Block, Message, actions, button, context, section, user, when
+from bot.views.blocks import (
+    Block,
+    Message,
+    actions,
+    button,
+    code,
+    context,
+    escape,
+    section,
+    user,
+    when,
+)
 from bot.views.deploys import run_summary
 
 ICONS = {
@@ -59,9 +70,9 @@ def weights_line(e: Experiment) -> str:
 
 
 def sides(e: Experiment, run_a: Run | None, run_b: Run | None) -> str:
-    b_image = f"`{image(e.image_b)}`" if e.image_b else "not deployed yet"
+    b_image = code(image(e.image_b)) if e.image_b else "not deployed yet"
     return (
-        f"*A* ({e.env}): `{image(e.image_a)}` · {run_summary(run_a)}\n"
+        f"*A* ({e.env}): {code(image(e.image_a))} · {run_summary(run_a)}\n"
         f"*B* ({e.b_env}): {b_image} · {run_summary(run_b)}\n"
         f"*traffic*: {weights_line(e)}"
     )
@@ -100,8 +111,10 @@ def limits(r: GuardReading) -> str:
 
 def reading_text(r: GuardReading) -> str:
     values = f"A {number(r.kind, r.a)} · B {number(r.kind, r.b)}"
-    verdict = r.note if r.value is None else f"{compared(r.kind, r.value)} (limit {limits(r)})"
-    return f"{r.name}: {values} → {verdict}"
+    verdict = (
+        escape(r.note) if r.value is None else f"{compared(r.kind, r.value)} (limit {limits(r)})"
+    )
+    return f"{escape(r.name)}: {values} → {verdict}"
 
 
 def reading_line(r: GuardReading) -> str:
@@ -115,7 +128,7 @@ def guard_blocks(e: Experiment, guarding: Guarding) -> list[Block]:
         head = f"*guard* · {e.breaches}/{guarding.breaches} breaches in a row{checked}"
         blocks.append(section(head + "\n" + "\n".join(reading_line(r) for r in e.readings)))
     if e.guard_error:
-        blocks.append(section(f":warning: {e.guard_error} (retrying)"))
+        blocks.append(section(f":warning: {escape(e.guard_error)} (retrying)"))
     return blocks
 
 
@@ -162,7 +175,9 @@ def change_line(c: AbChange) -> str:
     )
     state = "" if c.state == ChangeState.DONE else f" · {c.state}"
     votes = f" · approved by {', '.join(user(u) for u in c.approvers)}" if c.approvers else ""
-    detail = f": {c.detail}" if c.detail and c.detail != "approved" else ""
+    detail = f": {escape(c.detail)}" if c.detail and c.detail != "approved" else ""
+    if c.state == ChangeState.REJECTED and c.rejecters:
+        detail = ": rejected by " + ", ".join(user(u) for u in c.rejecters)
     verb = DONE_WORDS.get(c.action, c.action) if c.state == ChangeState.DONE else c.action
     return f"• {when(c.at)} {user(c.actor)} {verb}{weights}{detail}{votes}{state}"
 
@@ -183,7 +198,7 @@ def ab_card(
     )
     blocks += guard_blocks(e, guarding)
     if e.detail and not e.state.active:
-        blocks.append(section(f"*{e.state}*: {e.detail} · {user(e.requester)}"))
+        blocks.append(section(f"*{e.state}*: {escape(e.detail)} · {user(e.requester)}"))
     pending = next((c for c in history if c.state == ChangeState.AWAITING_APPROVAL), None)
     if pending is not None and prompt is not None and e.state.active:
         blocks += prompt_blocks(pending, prompt)
@@ -211,9 +226,9 @@ class AbReport:
 def service_line(name: str, env: str, state: ServiceState | None) -> str:
     if state is None:
         return f"*{name}* ({env}): not known"
-    images = ", ".join(f"`{image(i)}`" for i in state.images) or "no image"
+    images = ", ".join(code(image(i)) for i in state.images) or "no image"
     return (
-        f"*{name}* ({env}): {state.service} revision {state.revision} · {images} · "
+        f"*{name}* ({env}): {escape(state.service)} revision {state.revision} · {images} · "
         f"{state.running}/{state.desired} running"
     )
 
@@ -240,14 +255,14 @@ def ab_status_reply(r: AbReport, guarding: Guarding) -> Message:
     if e is not None:
         blocks += guard_blocks(e, guarding)
     if r.problems:
-        blocks.append(context("\n".join(f":warning: {p}" for p in r.problems)))
+        blocks.append(context("\n".join(f":warning: {escape(p)}" for p in r.problems)))
     return Message(text=f"{r.model}/{r.env} A/B status", blocks=blocks)
 
 
 def split_summary(split: Split | None, experiment: Experiment | None, problem: str = "") -> str:
     """The split as one phrase for /deploy status."""
     if split is None:
-        return f"A/B: {problem or 'not known'}"
+        return f"A/B: {escape(problem) or 'not known'}"
     b = share(split.a, split.b)
     running = f" (A/B #{experiment.id} {experiment.state})" if experiment else ""
     return f"A/B: A {100 - b}% · B {b}%{running}"

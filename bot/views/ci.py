@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.domain.ci import ACTIVE, CiCard, Deployment, Job, MergeRequest, Pipeline
-from bot.views.blocks import Block, Message, context, section
+from bot.views.blocks import Block, Message, code, context, escape, section
 
 ICONS = {
     "success": ":white_check_mark:",
@@ -33,11 +33,6 @@ def icon(status: str) -> str:
 
 def word(status: str) -> str:
     return WORDS.get(status, status.replace("_", " "))
-
-
-def escape(text: str) -> str:
-    """Slack's three control characters, so that titles cannot break links or markup."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def link(url: str | None, text: str) -> str:
@@ -102,7 +97,7 @@ def commit_line(pipeline: Pipeline) -> str | None:
 
 
 def pipeline_context(pipeline: Pipeline) -> str:
-    facts = [f"`{escape(pipeline.project)}`"]
+    facts = [code(pipeline.project)]
     took = duration(pipeline.duration) if pipeline.finished else None
     if took:
         facts.append(f"took {took}")
@@ -129,7 +124,7 @@ def pipeline_card(pipeline: Pipeline) -> Message:
     name = f"Pipeline #{pipeline.id}"
     head = (
         f"{icon(pipeline.status)} *{link(pipeline.url, name)}* {word(pipeline.status)}"
-        f" · `{escape(pipeline.ref)}`"
+        f" · {code(pipeline.ref)}"
     )
     body = [head] + [
         line
@@ -138,7 +133,7 @@ def pipeline_card(pipeline: Pipeline) -> Message:
     ]
     blocks: list[Block] = [section("\n".join(body)), context(pipeline_context(pipeline))]
     blocks.extend(pipeline.report or [])
-    text = f"{name} {word(pipeline.status)}: {pipeline.project} {pipeline.ref}"
+    text = f"{name} {word(pipeline.status)}: {escape(pipeline.project)} {escape(pipeline.ref)}"
     return Message(text=text, blocks=blocks)
 
 
@@ -148,25 +143,24 @@ def job_failure(job: Job, trace: str | None) -> Message:
     head = f":x: Job *{link(job.url, job.name)}* failed{reason}{_allowed(job)}"
     blocks = [section(head)]
     if trace:
-        clipped = trace[-TRACE_CHARS:].replace("```", "`\u200b``")
-        blocks.append(section(f"```{escape(clipped)}```"))
+        blocks.append(section(f"```{escape(trace[-TRACE_CHARS:], in_code=True)}```"))
     else:
         blocks.append(context("no trace available here; open the job for its log"))
-    return Message(text=f"Job {job.name} failed{reason}", blocks=blocks)
+    return Message(text=f"Job {escape(job.name)} failed{reason}", blocks=blocks)
 
 
 def merge_request_card(request: MergeRequest) -> Message:
     name = f"!{request.iid} {request.title}"
     draft = " (draft)" if request.draft else ""
     head = f"{icon(request.state)} *{link(request.url, name)}*{draft} {word(request.state)}"
-    branches = f"`{escape(request.source_branch)}` → `{escape(request.target_branch)}`"
-    facts = [f"`{escape(request.project)}`"]
+    branches = f"{code(request.source_branch)} → {code(request.target_branch)}"
+    facts = [code(request.project)]
     if request.author:
         facts.append(f"by {escape(request.author)}")
     if request.merge_status:
-        facts.append(word(request.merge_status))
+        facts.append(escape(word(request.merge_status)))
     return Message(
-        text=f"MR {name} {word(request.state)} in {request.project}",
+        text=f"MR {escape(name)} {word(request.state)} in {escape(request.project)}",
         blocks=[section(f"{head}\n{branches}"), context(" · ".join(facts))],
     )
 
@@ -181,11 +175,11 @@ def deployment_card(deployment: Deployment) -> Message:
     if deployment.short_sha:
         commit = link(deployment.commit_url, deployment.short_sha)
         lines.append(f"{commit} {escape(deployment.commit_title or '')}".rstrip())
-    facts = [f"`{escape(deployment.project)}`"]
+    facts = [code(deployment.project)]
     if deployment.user:
         facts.append(f"by {escape(deployment.user)}")
     return Message(
-        text=f"Deployment to {deployment.environment} {word(deployment.status)}",
+        text=f"Deployment to {escape(deployment.environment)} {word(deployment.status)}",
         blocks=[section("\n".join(lines)), context(" · ".join(facts))],
     )
 

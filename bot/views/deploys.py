@@ -10,7 +10,18 @@ from bot.domain.deploys import Deployment, DeployState, Lock
 from bot.domain.runs import Run
 from bot.ports import ServiceState
 from bot.views.actions import ActionId, DeployTarget
-from bot.views.blocks import Block, Message, actions, button, context, section, user, when
+from bot.views.blocks import (
+    Block,
+    Message,
+    actions,
+    button,
+    code,
+    context,
+    escape,
+    section,
+    user,
+    when,
+)
 
 ICONS = {
     DeployState.AWAITING_APPROVAL: ":raised_hand:",
@@ -42,8 +53,8 @@ def run_summary(run: Run | None) -> str:
         return "no run"
     verdict = run.verdict or {}
     gate = "gate passed" if verdict.get("passed") else "gate not passed"
-    metrics = ", ".join(f"{k} {v:.4f}" for k, v in sorted((run.metrics or {}).items())[:3])
-    return f"run #{run.id} (`{run.ref}`; {metrics or 'no metrics'}; {gate})"
+    metrics = ", ".join(f"{escape(k)} {v:.4f}" for k, v in sorted((run.metrics or {}).items())[:3])
+    return f"run #{run.id} ({code(run.ref)}; {metrics or 'no metrics'}; {gate})"
 
 
 def header(d: Deployment) -> str:
@@ -53,7 +64,7 @@ def header(d: Deployment) -> str:
 
 def facts(d: Deployment, run: Run | None) -> str:
     return (
-        f"image `{d.image_tag}` · digest `{short(d.digest)}` · {run_summary(run)} · "
+        f"image {code(d.image_tag)} · digest {code(short(d.digest))} · {run_summary(run)} · "
         f"requested by {user(d.requester)}"
     )
 
@@ -72,9 +83,11 @@ def outcome_line(d: Deployment) -> str | None:
     if d.state == DeployState.SUCCEEDED:
         return f":white_check_mark: revision {d.revision} verified on ECS"
     if d.state == DeployState.FAILED:
-        return f":red_circle: *failed*: {d.detail} · {user(d.requester)}"
+        return f":red_circle: *failed*: {escape(d.detail)} · {user(d.requester)}"
+    if d.state == DeployState.REJECTED and d.rejecters:
+        return "rejected by " + ", ".join(user(u) for u in d.rejecters)
     if d.state in (DeployState.REJECTED, DeployState.EXPIRED, DeployState.RUNNING):
-        return d.detail or None
+        return escape(d.detail) or None
     return None
 
 
@@ -94,6 +107,21 @@ def prompt_blocks(d: Deployment, prompt: Prompt) -> list[Block]:
     ]
 
 
+def diff_line(diff: str) -> str:
+    """The card's diff line: a summary, "computing diff…" or "diff unavailable: <reason>"
+    (plain text the bot wrote, escaped for mrkdwn all the same)."""
+    plain = escape(diff)
+    return f"*diff*: {plain[:2800]}"
+
+
+def full_diff_message(diff: str) -> Message:
+    """The scrubbed diff in the card's thread (environments with ``diff: full``)."""
+    text = escape(diff, in_code=True)
+    if len(text) > 2800:
+        text = text[:2800] + "\n… (cut)"
+    return Message(text="ecspresso diff", blocks=[section(f"*ecspresso diff*\n```{text}```")])
+
+
 def diff_excerpt(diff: str) -> str:
     lines = diff.strip().splitlines()
     if not lines:
@@ -110,9 +138,9 @@ def deploy_card(
 ) -> Message:
     blocks = [section(header(d)), context(facts(d, run))]
     if d.force_reason:
-        blocks.append(section(f":warning: *forced* by an admin: {d.force_reason}"))
+        blocks.append(section(f":warning: *forced* by an admin: {escape(d.force_reason)}"))
     if diff is not None:
-        blocks.append(section("*diff*\n" + diff_excerpt(diff)))
+        blocks.append(context(diff_line(diff)))
     if prompt is not None or d.approvers or d.rejecters:
         blocks.append(context(votes_line(d, prompt)))
     if d.state == DeployState.AWAITING_APPROVAL and prompt is not None:
@@ -126,7 +154,7 @@ def deploy_card(
 def history_line(d: Deployment, run: Run | None) -> str:
     approved = ", ".join(user(u) for u in d.approvers) or "no approvals"
     return (
-        f"{ICONS[d.state]} *#{d.id}* {d.kind} `{d.image_tag}` by {user(d.requester)} · "
+        f"{ICONS[d.state]} *#{d.id}* {d.kind} {code(d.image_tag)} by {user(d.requester)} · "
         f"{when(d.created_at)} · {run_summary(run)} · {approved} · {d.state}"
     )
 
@@ -154,13 +182,13 @@ class EnvStatus(Protocol):
 
 
 def env_status_line(s: EnvStatus) -> str:
-    lock = f" · :lock: {user(s.lock.holder)}: {s.lock.reason}" if s.lock else ""
+    lock = f" · :lock: {user(s.lock.holder)}: {escape(s.lock.reason)}" if s.lock else ""
     lock += f" · {s.split}" if s.split else ""
     if s.service is None:
-        return f"• *{s.env}*: {s.problem or 'no ECS service configured'}{lock}"
+        return f"• *{s.env}*: {escape(s.problem) or 'no ECS service configured'}{lock}"
     svc = s.service
     moving = " · deployment in progress" if svc.deployments > 1 else ""
-    images = ", ".join(f"`{i.rsplit('/', 1)[-1]}`" for i in svc.images)
+    images = ", ".join(code(i.rsplit("/", 1)[-1]) for i in svc.images)
     return (
         f"• *{s.env}*: revision {svc.revision} · {images} · {svc.running}/{svc.desired} "
         f"running · rollout {svc.rollout_state.lower()}{moving}{lock}"
@@ -174,5 +202,5 @@ def status_reply(model: str, statuses: Sequence[EnvStatus], frozen: str | None) 
 
 
 def output_message(lines: Sequence[str]) -> Message:
-    text = "\n".join(lines[-40:]) or "(no output yet)"
+    text = escape("\n".join(lines[-40:]), in_code=True) or "(no output yet)"
     return Message(text="ecspresso output", blocks=[section(f"*ecspresso*\n```{text[-2800:]}```")])

@@ -9,7 +9,18 @@ from bot.domain.accuracy import MetricsReport, Verdict, table
 from bot.domain.runs import Run, RunState
 from bot.ports import NodeGpus, PendingGpuJob
 from bot.views.actions import ActionId, RunTarget
-from bot.views.blocks import Block, Message, actions, button, context, section, user, when
+from bot.views.blocks import (
+    Block,
+    Message,
+    actions,
+    button,
+    code,
+    context,
+    escape,
+    section,
+    user,
+    when,
+)
 
 STATE_ICONS = {
     RunState.QUEUED: ":hourglass_flowing_sand:",
@@ -34,11 +45,11 @@ def title(run: Run) -> str:
 
 
 def facts(run: Run) -> str:
-    sha = f" @ `{run.sha[:8]}`" if run.sha else ""
-    params = " ".join(f"`{k}={v}`" for k, v in sorted(run.params.items())) or "defaults"
+    sha = f" @ {code(run.sha[:8])}" if run.sha else ""
+    params = " ".join(code(f"{k}={v}") for k, v in sorted(run.params.items())) or "defaults"
     return (
-        f"requested by {user(run.requester)} · ref `{run.ref}`{sha} · dataset "
-        f"`{run.dataset or 'default'}` · gpus {run.gpus} · params {params}"
+        f"requested by {user(run.requester)} · ref {code(run.ref)}{sha} · dataset "
+        f"{code(run.dataset or 'default')} · gpus {run.gpus} · params {params}"
     )
 
 
@@ -47,9 +58,9 @@ def progress(run: Run, now: datetime) -> str:
     end = run.finished_at or now
     parts = [f"elapsed {duration((end - start).total_seconds())}"]
     if run.stage and not run.state.finished:
-        parts.insert(0, f"at `{run.stage}`")
+        parts.insert(0, f"at {code(run.stage)}")
     if run.detail and run.state != RunState.SUCCEEDED:
-        parts.append(run.detail)
+        parts.append(escape(run.detail))
     return " · ".join(parts)
 
 
@@ -58,7 +69,7 @@ def links(run: Run) -> str:
         label = f"pipeline #{run.pipeline_id}"
         return f"<{run.web_url}|{label}>" if run.web_url else label
     if run.job_name:
-        return f"job `{run.job_name}` in `{run.namespace}`"
+        return f"job {code(run.job_name)} in {code(run.namespace or '')}"
     return "not started yet"
 
 
@@ -70,20 +81,21 @@ def metrics_table(report: MetricsReport, verdict: Verdict) -> str:
         cand = f"{row.candidate:.4f}" if row.candidate is not None else "-"
         champ = f"{row.champion:.4f}" if row.champion is not None else "-"
         delta = f"{row.delta:+.4f}" if row.delta is not None else "-"
-        lines.append(f"{row.name:<14}{cand:>11}{champ:>11}{delta:>10}")
+        lines.append(f"{escape(row.name, in_code=True):<14}{cand:>11}{champ:>11}{delta:>10}")
     against = f"against {champion.label}" if champion else "no champion to compare with"
-    return f"```{chr(10).join(lines)}```\ntest set `{report.test_set or '?'}` · {against}"
+    test_set = code(report.test_set or "?")
+    return f"```{chr(10).join(lines)}```\ntest set {test_set} · {escape(against)}"
 
 
 def verdict_blocks(report: MetricsReport | None, verdict: Verdict) -> list[Block]:
     """The accuracy table and the gate verdict (or the "no metrics" state)."""
     if report is None:
-        return [section(":grey_question: *no metrics*: " + "; ".join(verdict.reasons))]
+        return [section(":grey_question: *no metrics*: " + "; ".join(map(escape, verdict.reasons)))]
     blocks = [section(metrics_table(report, verdict))]
     if verdict.passed:
         blocks.append(section(":white_check_mark: *gate passed*"))
     else:
-        blocks.append(section(":x: *gate failed*: " + "; ".join(verdict.reasons)))
+        blocks.append(section(":x: *gate failed*: " + "; ".join(map(escape, verdict.reasons))))
     return blocks
 
 
@@ -115,7 +127,7 @@ def run_card(run: Run, now: datetime, next_env: str | None = None) -> Message:
 
 def run_line(run: Run) -> str:
     return (
-        f"{STATE_ICONS[run.state]} *#{run.id}* {run.model} `{run.ref}` by "
+        f"{STATE_ICONS[run.state]} *#{run.id}* {run.model} {code(run.ref)} by "
         f"{user(run.requester)} · {run.state} · {when(run.created_at)}"
     )
 
@@ -127,13 +139,16 @@ def run_list(active: Sequence[Run], recent: Sequence[Run]) -> Message:
 
 
 def log_tail(where: str, log: str) -> Message:
-    text = log.strip() or "(empty log)"
+    text = escape(log.strip(), in_code=True) or "(empty log)"
+    where = escape(where)
     return Message(text=f"log of {where}", blocks=[section(f"*{where}*\n```{text[-2800:]}```")])
 
 
 def gpu_report(nodes: Sequence[NodeGpus], pending: Sequence[PendingGpuJob]) -> Message:
-    rows = [f"• `{n.node}`: {n.requested}/{n.allocatable} GPUs requested" for n in nodes]
-    waiting = [f"• `{p.namespace}/{p.name}` wants {p.gpus}: {p.reason}" for p in pending]
+    rows = [f"• {code(n.node)}: {n.requested}/{n.allocatable} GPUs requested" for n in nodes]
+    waiting = [
+        f"• {code(f'{p.namespace}/{p.name}')} wants {p.gpus}: {escape(p.reason)}" for p in pending
+    ]
     blocks = [
         section("*GPUs per node* (requested / allocatable)\n" + ("\n".join(rows) or "no nodes")),
         section("*Pending GPU jobs*\n" + ("\n".join(waiting) or "none")),

@@ -1,5 +1,8 @@
 """ECR and ECS through boto3, made async once here: what an image tag points at, and what a
-service really runs (the truth a deploy is checked against, not ecspresso's exit code).
+service really runs (the truth a deploy is checked against, not ecspresso's exit code): the
+PRIMARY deployment's RUNNING tasks and the image digest each of their containers runs
+(ListTasks + DescribeTasks ``containers[].imageDigest``). Reading them needs no ECR call, so a
+sidecar whose repository the bot may not read never fails a check.
 
 Clients come from ``integrations.aws.aws_client`` (timeouts and bounded standard retries).
 """
@@ -8,18 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import re
+from dataclasses import replace
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bot.errors import ExternalError, NotFound
-from bot.ports import ServiceState
+from bot.ports import RunningContainer, ServiceState
 
 ECR_IMAGE = re.compile(
     r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
     r"(?P<repository>[^:@]+)(?::(?P<tag>[^:@/]+))?$"
 )
 ECR_MISSING = ("RepositoryNotFoundException", "ImageNotFoundException")
+DESCRIBE_TASKS_MAX = 100  # DescribeTasks takes at most 100 tasks a call
 
 
 def _code(exc: ClientError) -> str:
@@ -56,6 +61,32 @@ class EcrRegistry:
             raise NotFound(f"no image {repository}:{tag} in ECR")
         return str(details[0]["imageDigest"])
 
+    async def image_tags(self, repository: str, digest: str) -> tuple[str, ...]:
+        """The tags of ``repository@digest``; NotFound when ECR holds no such image there."""
+        return await asyncio.to_thread(self.image_tags_sync, repository, digest)
+
+    def image_tags_sync(self, repository: str, digest: str) -> tuple[str, ...]:
+        ident = {"imageDigest": digest}
+        try:
+            found = self.client.describe_images(repositoryName=repository, imageIds=[ident])
+        except ClientError as exc:
+            if _code(exc) in ECR_MISSING:
+                raise NotFound(
+                    f"no image {repository}@{digest} in ECR ({_code(exc)}): the digest must be "
+                    f"one the model's repository `{repository}` holds"
+                ) from None
+            raise ExternalError(
+                f"ECR refused to describe {repository}@{digest}: {_code(exc)}"
+            ) from None
+        except BotoCoreError as exc:
+            raise ExternalError(
+                f"ECR did not answer for {repository}@{digest}: {type(exc).__name__}"
+            ) from None
+        details = found.get("imageDetails") or []
+        if not details:
+            raise NotFound(f"no image {repository}@{digest} in ECR")
+        return tuple(str(t) for t in details[0].get("imageTags") or ())
+
 
 class EcsServices:
     """bot.ports.Services: describes ECS services and the images their task definitions run."""
@@ -78,7 +109,35 @@ class EcsServices:
             self.ecs.describe_task_definition,
             taskDefinition=described["taskDefinition"],
         )["taskDefinition"]
-        return service_state(cluster, service, described, task_def)
+        state = service_state(cluster, service, described, task_def)
+        tasks = primary_tasks(described, state.task_definition, self._running_tasks(state))
+        containers = tuple(c for t in tasks for c in running_containers(t))
+        return replace(state, tasks=len(tasks), containers=containers)
+
+    def _running_tasks(self, state: ServiceState) -> list[dict[str, Any]]:
+        """The service's tasks that ECS wants running, described (ListTasks + DescribeTasks)."""
+        what = f"tasks of {state.service}"
+        arns: list[str] = []
+        token: str | None = None
+        while True:
+            page = self._call(
+                what,
+                self.ecs.list_tasks,
+                cluster=state.cluster,
+                serviceName=state.service,
+                desiredStatus="RUNNING",
+                **({"nextToken": token} if token else {}),
+            )
+            arns += [str(a) for a in page.get("taskArns", [])]
+            token = page.get("nextToken")
+            if not token:
+                break
+        tasks: list[dict[str, Any]] = []
+        for i in range(0, len(arns), DESCRIBE_TASKS_MAX):
+            chunk = arns[i : i + DESCRIBE_TASKS_MAX]
+            answer = self._call(what, self.ecs.describe_tasks, cluster=state.cluster, tasks=chunk)
+            tasks += [dict(t) for t in answer.get("tasks", [])]
+        return tasks
 
     def image_digest(self, image: str) -> str:
         """The digest an image reference runs: pinned, resolved from an ECR tag, or ""."""
@@ -133,7 +192,7 @@ def service_state(
     follows update_service). Without a rolloutState it is derived from the counts.
     """
     deployments = list(described.get("deployments", []))
-    primary = next((d for d in deployments if d.get("status") == "PRIMARY"), described)
+    primary = primary_deployment(described)
     running = int(primary.get("runningCount", 0))
     desired = int(primary.get("desiredCount", 0))
     rollout = str(primary.get("rolloutState") or "")
@@ -150,4 +209,48 @@ def service_state(
         running=running,
         desired=desired,
         deployments=len(deployments),
+        deployment_ids=tuple(sorted(str(d.get("id", "")) for d in deployments)),
     )
+
+
+def primary_deployment(described: dict[str, Any]) -> dict[str, Any]:
+    """The PRIMARY deployment (the service itself when it lists none)."""
+    deployments = list(described.get("deployments", []))
+    return dict(next((d for d in deployments if d.get("status") == "PRIMARY"), described))
+
+
+def primary_tasks(
+    described: dict[str, Any], task_definition: str, tasks: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """The RUNNING tasks of the PRIMARY deployment: ECS starts a service's tasks with
+    ``startedBy`` set to the deployment's id, on the deployment's task definition."""
+    deployment = str(primary_deployment(described).get("id") or "")
+    return [
+        t
+        for t in tasks
+        if t.get("lastStatus") == "RUNNING"
+        and t.get("taskDefinitionArn") == task_definition
+        and (not deployment or t.get("startedBy") == deployment)
+    ]
+
+
+def running_containers(task: dict[str, Any]) -> tuple[RunningContainer, ...]:
+    """The task's containers with the digest each runs: ``imageDigest`` as ECS reports it once
+    the image is pulled; else the digest the image reference pins (``repo@sha256:...`` can run
+    nothing else); else "" (unknown, which never passes a check)."""
+    found = []
+    for c in task.get("containers", []):
+        image = str(c.get("image", ""))
+        digest = str(c.get("imageDigest") or "")
+        if not digest and "@" in image:
+            pinned = image.rsplit("@", 1)[1]
+            digest = pinned if pinned.startswith("sha256:") else ""
+        found.append(
+            RunningContainer(
+                task=str(task.get("taskArn", "")),
+                name=str(c.get("name", "")),
+                image=image,
+                digest=digest,
+            )
+        )
+    return tuple(found)

@@ -1,20 +1,24 @@
 """EcrRegistry and EcsServices against a real moto server, with deploys made by the ecspresso
-stand-in through the Ecspresso runner (no mocks)."""
+stand-in through the Ecspresso runner (no mocks). moto starts no tasks for services: the
+fixtures' Scheduler plays ECS's scheduler through the ECS API (see bot/sandbox/fixtures)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import boto3
 import pytest
+from botocore.config import Config
 
 from bot.errors import NotFound
 from bot.sandbox.fixtures import deploys as deploy_fixtures
-from bot.sandbox.fixtures.deploys import DeployTarget
+from bot.sandbox.fixtures.deploys import DeployTarget, Scheduler
+from bot.sandbox.stand_ins import ecspresso_stand_in
 from integrations.aws.ecs import EcrRegistry, EcsServices
 from integrations.ecspresso import Ecspresso
 from tests.moto_server import MotoServer, moto_fixtures
 
-STANDIN = str(Path(deploy_fixtures.__file__).parent / "bin" / "ecspresso")
+STANDIN = ecspresso_stand_in()
 
 moto_server, moto = moto_fixtures()
 
@@ -65,6 +69,10 @@ async def test_the_state_of_a_fresh_service(services: EcsServices, target: Deplo
         1,
         1,
     )
+    assert state.tasks == 1 and len(state.deployment_ids) == 1
+    (container,) = state.containers
+    assert (container.name, container.image) == ("api", target.image("v1"))
+    assert container.digest == target.digests["v1"] and ":task/ml-stg/" in container.task
 
 
 async def test_a_missing_service_or_cluster_is_not_found(
@@ -101,7 +109,52 @@ async def test_a_deploy_by_the_standin_changes_what_ecs_runs(
 
     assert result.ok, result.output
     after = await services.state("ml-stg", "fraud-api")
-    assert (before.revision, after.revision) == (1, 2)
+    assert (before.revision, after.revision) == (1, 2) and after.changed_since(before)
     assert await services.image_digests(after.images) == (target.digests["v2"],)
     assert after.rollout_state == "COMPLETED" and after.running == after.desired == 1
     assert any("Service is stable now. Completed!" in line for line in lines)
+    Scheduler(moto.client("ecs")).reconcile("ml-stg", "fraud-api")  # ECS replaces the tasks
+    replaced = await services.state("ml-stg", "fraud-api")
+    assert replaced.tasks == 1
+    assert [c.digest for c in replaced.containers] == [target.digests["v2"]]
+
+
+async def test_only_running_tasks_of_the_primary_deployment_count(
+    moto: MotoServer, services: EcsServices, target: DeployTarget
+) -> None:
+    ecs = moto.client("ecs")
+    before = await services.state("ml-stg", "fraud-api")
+    (primary,) = before.deployment_ids
+    td = ecs.describe_task_definition(taskDefinition="fraud-api-stg:1")["taskDefinition"]
+    fields = ("family", "networkMode", "requiresCompatibilities", "containerDefinitions")
+    v2 = {k: td[k] for k in fields}
+    v2["containerDefinitions"] = [{**td["containerDefinitions"][0], "image": target.image("v2")}]
+    arn = ecs.register_task_definition(**v2)["taskDefinition"]["taskDefinitionArn"]
+    # an old deployment's task on another image, a draining task, a stopped one: none counts
+    ecs.run_task(cluster="ml-stg", taskDefinition=arn, startedBy="ecs-svc/0000000000000000001")
+    ecs.run_task(cluster="ml-stg", taskDefinition=arn, startedBy=primary)
+    stopped = ecs.run_task(cluster="ml-stg", taskDefinition="fraud-api-stg:1", startedBy=primary)
+    ecs.stop_task(cluster="ml-stg", task=stopped["tasks"][0]["taskArn"], reason="test")
+
+    state = await services.state("ml-stg", "fraud-api")
+
+    assert state.tasks == 1 and not state.changed_since(before)
+    assert [c.digest for c in state.containers] == [target.digests["v1"]]
+
+
+async def test_the_state_needs_no_ecr_so_a_sidecar_repository_cannot_break_it(
+    moto: MotoServer, target: DeployTarget
+) -> None:
+    unreachable = boto3.client(
+        "ecr",
+        region_name="us-east-1",
+        endpoint_url="http://127.0.0.1:9",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+        config=Config(connect_timeout=1, retries={"max_attempts": 1}),
+    )
+    services = EcsServices(moto.client("ecs"), unreachable)
+
+    state = await services.state("ml-stg", "fraud-api")
+
+    assert [c.digest for c in state.containers] == [target.digests["v1"]]

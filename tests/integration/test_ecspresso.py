@@ -12,11 +12,12 @@ import pytest
 from bot.errors import ConfigError
 from bot.sandbox.fixtures import deploys as deploy_fixtures
 from bot.sandbox.fixtures.deploys import DeployTarget
+from bot.sandbox.stand_ins import ecspresso_stand_in
 from integrations.aws.ecs import EcsServices
 from integrations.ecspresso import Ecspresso
 from tests.moto_server import MotoServer, moto_fixtures
 
-STANDIN = str(Path(deploy_fixtures.__file__).parent / "bin" / "ecspresso")
+STANDIN = ecspresso_stand_in()
 MODE = "MLOPS_ECSPRESSO_STANDIN_MODE"
 
 moto_server, moto = moto_fixtures()
@@ -52,8 +53,9 @@ async def test_deploy_registers_a_revision_and_logs_like_ecspresso(
     lines = await deploy(ecspresso, target, "v2")
 
     assert (await services.state("ml-stg", "fraud-api")).revision == 2
-    assert lines[0].endswith(" fraud-api/ml-stg Starting deploy")
-    assert lines[0][:19].count("/") == 2 and lines[0][4] == "/"  # 2025/01/01 12:00:00
+    assert lines[0].endswith(" [INFO] ecspresso version: v2.4.5")
+    assert lines[1].endswith(" fraud-api/ml-stg Starting deploy")
+    assert lines[1][:19].count("/") == 2 and lines[1][4] == "/"  # 2025/01/01 12:00:00
     assert any(line.endswith("Task definition is registered fraud-api-stg:2") for line in lines)
     assert lines[-1].endswith("Service is stable now. Completed!")
 
@@ -96,7 +98,9 @@ async def test_a_plain_rollback_deregisters_and_that_revision_cannot_come_back(
     config = str(target.config)
     await deploy(ecspresso, target, "v2")
 
-    plain = await ecspresso.run(["rollback", "--config", config], {}, print, time_limit=20)
+    plain = await ecspresso.run(
+        ["rollback", "--config", config], target.variables("v2"), print, time_limit=20
+    )
     again = await ecspresso.deploy(config, target.variables("v2"), print, revision=2)
 
     assert plain.ok and "fraud-api-stg:2 was deregistered successfully" in plain.output
@@ -131,13 +135,18 @@ async def test_a_failing_deploy_exits_non_zero_and_streams_its_output(
     assert (await services.state("ml-stg", "fraud-api")).revision == 1
 
 
-async def test_a_missing_must_env_variable_fails_like_ecspresso(
-    ecspresso: Ecspresso, target: DeployTarget
+async def test_a_missing_must_env_variable_panics_with_exit_2_like_ecspresso(
+    ecspresso: Ecspresso, services: EcsServices, target: DeployTarget
 ) -> None:
-    result = await ecspresso.deploy(str(target.config), {}, print)
+    env = target.variables("v2")
+    del env["IMAGE_DIGEST"]
 
-    assert result.exit_code == 1
+    result = await ecspresso.deploy(str(target.config), env, print)
+
+    assert (result.exit_code, result.config_error, result.timed_out) == (2, True, False)
+    assert "panic: template attach failed" in result.output
     assert "environment variable IMAGE_DIGEST is not defined" in result.output
+    assert (await services.state("ml-stg", "fraud-api")).revision == 1
 
 
 async def test_a_hanging_deploy_is_killed_with_its_children(
@@ -179,6 +188,9 @@ async def test_a_mode_can_target_one_subcommand_through_a_control_file(
 
     assert (failed.exit_code, rolled_back.exit_code) == (1, 0)
     assert (await services.state("ml-stg", "fraud-api")).revision == 1
+    control.write_text("ok\n")
+    assert (await ecspresso.deploy(str(target.config), env, print)).ok
+    assert (await services.state("ml-stg", "fraud-api")).revision == 3
 
 
 async def test_the_version_check_accepts_2_4_5_and_rejects_2_3_0(moto: MotoServer) -> None:
@@ -189,6 +201,14 @@ async def test_the_version_check_accepts_2_4_5_and_rejects_2_3_0(moto: MotoServe
         await old.check_version()
     with pytest.raises(ConfigError, match="cannot be run"):
         await Ecspresso("/nonexistent/ecspresso").check_version()
+
+
+async def test_the_version_check_rejects_v3(tmp_path: Path) -> None:
+    v3 = tmp_path / "ecspresso"
+    v3.write_text("#!/bin/sh\necho 'ecspresso v3.0.1'\n")
+    v3.chmod(0o755)
+    with pytest.raises(ConfigError, match=r"is v3\.0\.1; the bot supports >= v2\.4\.0 and < v3"):
+        await Ecspresso(str(v3)).check_version()
 
 
 def alive(pid: int) -> bool:

@@ -364,3 +364,46 @@ async def test_auto_advance_runs_pipelines_to_the_end(stand_in: GitLabStandIn) -
     stand_in.auto_advance(0.01)
     await stand_in.wait_for(lambda: stand_in.pipeline("ml/quick", created.id).status == "success")
     stand_in.auto_advance(None)
+
+
+# -- branches: where deploy configs may be read --------------------------------------------------
+
+
+async def test_branch_reports_the_head_and_whether_it_is_protected(
+    stand_in: GitLabStandIn, pipelines: GitLabPipelines
+) -> None:
+    stand_in.add_branch("ml/fraud", "feature/x", "ab12" * 10)
+    stand_in.protect("ml/fraud", "main", "release-*")
+    stand_in.add_branch("ml/fraud", "release-1", "cd34" * 10)
+
+    main = await pipelines.branch("ml/fraud")
+    assert (main.name, main.sha, main.protected, main.default) == ("main", SHA, True, True)
+    feature = await pipelines.branch("ml/fraud", "feature/x")
+    assert (feature.sha, feature.protected, feature.default) == ("ab12" * 10, False, False)
+    assert (await pipelines.branch("ml/fraud", "release-1")).protected  # a wildcard rule
+    assert stand_in.calls_to("GET", r"/repository/branches/feature%2Fx$")
+    with pytest.raises(NotFound, match="ml/fraud has no branch gone"):
+        await pipelines.branch("ml/fraud", "gone")
+
+
+async def test_branch_needs_an_api_token(stand_in: GitLabStandIn) -> None:
+    with pytest.raises(ExternalError, match=r"needs a GitLab API token \(gitlab\.token\)"):
+        await adapter(stand_in, token=None).branch("ml/churn")
+
+
+async def test_branch_and_protected_branch_shapes_as_gitlab_answers(
+    stand_in: GitLabStandIn,
+) -> None:
+    def read() -> None:
+        project = client(stand_in).projects.get("ml/fraud")
+        branch = project.branches.get("main").attributes
+        assert branch["commit"]["id"] == SHA and branch["protected"] and branch["default"]
+        assert {"merged", "developers_can_push", "can_push", "web_url"} <= set(branch)
+        rule = project.protectedbranches.get("main").attributes
+        assert rule["name"] == "main" and rule["push_access_levels"][0]["access_level"] == 40
+        with pytest.raises(gitlab.GitlabGetError, match="404 Branch Not Found"):
+            project.branches.get("gone")
+        with pytest.raises(gitlab.GitlabGetError, match="404 Not Found"):
+            project.protectedbranches.get("feature")
+
+    await asyncio.to_thread(read)

@@ -17,7 +17,12 @@ from bot.config.loading import load_settings
 from bot.config.settings import Settings
 from bot.domain.accuracy import parse_metrics
 from bot.domain.runs import Run, RunState
-from bot.sandbox.ecspresso.render import RenderError, load_config, load_json, load_task_definition
+from bot.sandbox.ecspresso.render import (
+    MustEnvUnset,
+    load_config,
+    load_json,
+    load_task_definition,
+)
 from bot.services.training.commands import Training, hp_variable, run_variables
 from handlers import actions, commands, reactions
 from integrations.kubernetes.manifests import job_manifest
@@ -28,6 +33,7 @@ EXAMPLES = ROOT / "examples"
 PROJECT = EXAMPLES / "ml-project"
 MANIFEST = ROOT / "slack-app-manifest.yml"
 SHA = "3f6c2a9d8e7b6a5f4e3d2c1b0a9f8e7d6c5b4a39"
+DIGEST = "sha256:" + "0" * 64
 
 # Slack Web API methods the bot may call and the bot scope each needs.
 METHOD_SCOPES = {
@@ -184,17 +190,20 @@ def test_example_bot_config_loads(example: Settings) -> None:
 def deploy_env(example: Settings, model: str, env: str, tag: str) -> dict[str, str]:
     """What the bot hands ecspresso for a deploy (see DeployRunner.ecspresso_env)."""
     config = example.models[model]
+    cluster, service = config.environments[env].cluster, config.environments[env].service
     return {
         "AWS_REGION": example.aws.region,
+        **config.environments[env].variables,
         "IMAGE_TAG": tag,
-        "IMAGE_DIGEST": "sha256:" + "0" * 64,
+        "IMAGE_DIGEST": DIGEST,
         "IMAGE_REPOSITORY": config.deploy.image_repository or "",
         "MLOPS_DEPLOY_ID": "7",
-        **config.environments[env].variables,
+        **({"ECS_CLUSTER": cluster} if cluster else {}),
+        **({"ECS_SERVICE": service} if service else {}),
     }
 
 
-def test_example_task_definition_renders_with_the_image_tag(example: Settings) -> None:
+def test_example_task_definition_pins_the_image_digest(example: Settings) -> None:
     for name, model in example.models.items():
         assert model.deploy.source.kind == "gitlab"
         directory = PROJECT / model.deploy.source.path.format(model=name, env="stg")
@@ -205,7 +214,7 @@ def test_example_task_definition_renders_with_the_image_tag(example: Settings) -
             task = load_task_definition(config, values)
             (container,) = task["containerDefinitions"]
             registry = env.variables["ECR_REGISTRY"]
-            assert container["image"] == f"{registry}/{model.deploy.image_repository}:{SHA}"
+            assert container["image"] == f"{registry}/{model.deploy.image_repository}@{DIGEST}"
             assert config.service_definition is not None
             service = load_json(config.service_definition, values)
             assert (
@@ -214,11 +223,13 @@ def test_example_task_definition_renders_with_the_image_tag(example: Settings) -
             assert service["deploymentConfiguration"]["deploymentCircuitBreaker"]["rollback"]
 
 
-def test_example_task_definition_needs_the_image_tag(example: Settings) -> None:
+def test_example_task_definition_needs_the_image_digest(example: Settings) -> None:
     values = deploy_env(example, "fraud", "stg", SHA)
     config = load_config(str(PROJECT / "deploy" / "ecspresso.yml"), values)
-    del values["IMAGE_TAG"]
-    with pytest.raises(RenderError, match="IMAGE_TAG is not defined"):
+    del values["IMAGE_TAG"]  # a deploy by digest has no tag
+    load_task_definition(config, values)
+    del values["IMAGE_DIGEST"]
+    with pytest.raises(MustEnvUnset, match="IMAGE_DIGEST"):
         load_task_definition(config, values)
 
 

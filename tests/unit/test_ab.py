@@ -27,7 +27,8 @@ AT = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
 
 def settings(prod_ab: dict[str, Any], **prod: Any) -> Any:
     envs = {
-        "prod": {"cluster": "c", "service": "a", "ab": prod_ab, **prod},
+        "prod": {"cluster": "c", "service": "a", "approvers": ["S0APPROVERS"], "ab": prod_ab}
+        | prod,
         "prod-b": {"cluster": "c", "service": "b"},
     }
     return settings_from_data({"models": {"fraud": {"channel": "#f", "environments": envs}}})
@@ -36,7 +37,8 @@ def settings(prod_ab: dict[str, Any], **prod: Any) -> Any:
 def test_a_valid_setup_derives_cloudwatchs_load_balancer() -> None:
     ab = settings(AB).models["fraud"].environments["prod"].ab
     assert ab.lb_dimension == "app/ml-alb/50dc6c495c0c9188"
-    assert ab.needs_approval(10, 30) is False  # approvals_above defaults to 100
+    assert ab.needs_approval(10, 50) is False  # approvals_above defaults to 50
+    assert ab.needs_approval(10, 51) is True
 
 
 @pytest.mark.parametrize(
@@ -46,7 +48,6 @@ def test_a_valid_setup_derives_cloudwatchs_load_balancer() -> None:
         ({"target_group_b": AB["target_group_a"]}, "must differ"),
         ({"b_env": "stg"}, "ab.b_env: must name another environment of fraud (prod-b)"),
         ({"b_env": "prod"}, "ab.b_env: must name another environment"),
-        ({"approvals_above": 20}, "ab.approvals: 1 approval(s) needed above 20% but prod lists"),
         ({"target_group_a": "fraud-a"}, "target_group_a"),
         ({"default_weight": 101}, "default_weight: must be an integer >= 0 and <= 100, got 101"),
     ],

@@ -161,4 +161,6 @@ def test_views_escape_markup_and_keep_the_end_of_a_trace() -> None:
     pipeline = parse(EventKind.PIPELINE, body("pipeline_mr_failed.json")).card
     assert isinstance(pipeline, Pipeline)
     reply = job_failure(pipeline.jobs[550202], "x ```y``` <z>")
-    assert "```x `\u200b``y`\u200b`` &lt;z&gt;```" in json.dumps(reply.blocks, ensure_ascii=False)
+    assert "```x \u02cb\u02cb\u02cby\u02cb\u02cb\u02cb &lt;z&gt;```" in json.dumps(
+        reply.blocks, ensure_ascii=False
+    )

@@ -7,10 +7,34 @@ import sys
 import time
 from typing import Any
 
-import boto3
-from botocore.config import Config as BotoConfig
-
 from bot.sandbox.ecspresso.render import Config
+
+# CreateService / UpdateService parameters a service definition file may set.
+UPDATE_KEYS = (
+    "capacityProviderStrategy",
+    "deploymentConfiguration",
+    "enableECSManagedTags",
+    "enableExecuteCommand",
+    "healthCheckGracePeriodSeconds",
+    "loadBalancers",
+    "networkConfiguration",
+    "placementConstraints",
+    "placementStrategy",
+    "platformVersion",
+    "propagateTags",
+    "serviceConnectConfiguration",
+    "serviceRegistries",
+    "volumeConfigurations",
+)
+CREATE_KEYS = (
+    *UPDATE_KEYS,
+    "deploymentController",
+    "desiredCount",
+    "launchType",
+    "role",
+    "schedulingStrategy",
+    "tags",
+)
 
 
 class Failed(Exception):
@@ -26,6 +50,9 @@ class Ecs:
     """The ECS calls one run makes, for one config."""
 
     def __init__(self, config: Config) -> None:
+        import boto3  # here: a run that only parses its arguments starts faster
+        from botocore.config import Config as BotoConfig
+
         endpoint = os.environ.get("AWS_ENDPOINT_URL_ECS") or os.environ.get("AWS_ENDPOINT_URL")
         retries = {"max_attempts": 3, "mode": "standard"}
         boto = BotoConfig(connect_timeout=5, read_timeout=30, retries=retries)
@@ -34,16 +61,43 @@ class Ecs:
         )
         self.config = config
 
-    def service(self) -> dict[str, Any]:
+    def find_service(self) -> dict[str, Any] | None:
+        """The configured service, or None when ECS has no active one by that name."""
         found = self.client.describe_services(
             cluster=self.config.cluster, services=[self.config.service]
         )
         services = [s for s in found["services"] if s.get("status") != "INACTIVE"]
-        if not services:
+        return dict(services[0]) if services else None
+
+    def service(self) -> dict[str, Any]:
+        found = self.find_service()
+        if found is None:
             raise Failed(
                 f"service {self.config.service} is not found in cluster {self.config.cluster}"
             )
-        return dict(services[0])
+        return found
+
+    def create(self, arn: str, definition: dict[str, Any], count: int | None) -> None:
+        """CreateService from the service definition file (what deploy does when it is missing)."""
+        args = {k: v for k, v in definition.items() if k in CREATE_KEYS}
+        if count is not None:
+            args["desiredCount"] = count
+        args.update(cluster=self.config.cluster, serviceName=self.config.service)
+        self.client.create_service(taskDefinition=arn, **args)
+
+    def tasks_in_use(self) -> dict[str, str]:
+        """``family:rev`` -> ``<lastStatus> task`` for the service's tasks that are not STOPPED."""
+        arns = self.client.list_tasks(
+            cluster=self.config.cluster, serviceName=self.config.service
+        ).get("taskArns", [])
+        if not arns:
+            return {}
+        tasks = self.client.describe_tasks(cluster=self.config.cluster, tasks=arns)["tasks"]
+        return {
+            name_of(t["taskDefinitionArn"]): f"{t.get('lastStatus')} task"
+            for t in tasks
+            if t.get("lastStatus") != "STOPPED"
+        }
 
     def task_definition(self, name: str) -> dict[str, Any]:
         return dict(self.client.describe_task_definition(taskDefinition=name)["taskDefinition"])
@@ -55,8 +109,15 @@ class Ecs:
         ]
         return sorted(arns, key=lambda a: int(a.rsplit(":", 1)[1]), reverse=True)
 
-    def update(self, arn: str, count: int | None, force: bool = False) -> None:
+    def update(
+        self,
+        arn: str,
+        count: int | None,
+        force: bool = False,
+        attributes: dict[str, Any] | None = None,
+    ) -> None:
         args: dict[str, Any] = {"cluster": self.config.cluster, "service": self.config.service}
+        args.update(attributes or {})
         args.update(taskDefinition=arn, forceNewDeployment=force)
         if count is not None:
             args["desiredCount"] = count
@@ -64,8 +125,9 @@ class Ecs:
         self.client.update_service(**args)
 
     def wait_stable(self, arn: str) -> None:
-        """Polls until one COMPLETED deployment runs ``arn`` with running == desired."""
-        deadline, seen = time.monotonic() + self.config.timeout, ""
+        """Polls until one COMPLETED deployment runs ``arn`` with running == desired; the
+        command's deadline (``--timeout`` or the config's) interrupts it."""
+        seen = ""
         log("Waiting for service stable...(it will take a few minutes)", self.config.name)
         while True:
             sv = self.service()
@@ -82,8 +144,6 @@ class Ecs:
                 raise Failed(f"failed to wait service stable: {primary.get('rolloutStateReason')}")
             if sv["taskDefinition"] == arn and len(deployments) == 1 and _stable(primary):
                 return
-            if time.monotonic() > deadline:
-                raise Failed("failed to wait service stable: waiter ServicesStable timed out")
             time.sleep(float(os.environ.get("MLOPS_ECSPRESSO_STANDIN_POLL", "1")))
 
 

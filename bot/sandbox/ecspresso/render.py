@@ -1,5 +1,6 @@
 """What the ecspresso stand-in reads: ecspresso.yml and the JSON definitions it names, rendered
-with ecspresso's ``{{ must_env `X` }}`` / ``{{ env `X` `default` }}`` template functions."""
+with ecspresso's ``{{ must_env `X` }}`` / ``{{ env `X` `default` }}`` template functions
+(go-config's semantics: ``env`` falls back to its last argument, ``must_env`` panics)."""
 
 from __future__ import annotations
 
@@ -8,16 +9,16 @@ import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from bot.sandbox.ecspresso.flags import duration as go_duration
+
 ACTION = re.compile(r"\{\{-?\s*(.*?)\s*-?\}\}", re.S)
 ARGUMENT = re.compile(r"`([^`]*)`|\"((?:[^\"\\]|\\.)*)\"")
-DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 # Fields describe_task_definition adds that register_task_definition does not take.
 DESCRIBED_ONLY = (
     "taskDefinitionArn",
@@ -29,6 +30,8 @@ DESCRIBED_ONLY = (
     "registeredBy",
     "deregisteredAt",
 )
+# Service fields ecspresso fills in itself rather than from the service definition file.
+SERVICE_SET_BY_ECSPRESSO = ("cluster", "serviceName", "service", "taskDefinition")
 
 
 class RenderError(Exception):
@@ -44,6 +47,7 @@ class Config:
     task_definition: Path
     service_definition: Path | None
     timeout: float
+    raw: dict[str, Any] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -51,8 +55,36 @@ class Config:
         return f"{self.service}/{self.cluster}"
 
 
+class MustEnvUnset(Exception):
+    """``must_env`` of an unset variable: go-config re-panics, the process dies with exit 2."""
+
+    def __init__(self, name: str, position: str) -> None:
+        super().__init__(name)
+        self.name, self.position = name, position
+
+    def panic_text(self) -> str:
+        """What the Go runtime prints on stderr (the goroutine dump shortened)."""
+        call = f'<must_env "{self.name}">'
+        return (
+            f"panic: template attach failed: template: conf:{self.position}: executing "
+            f'"conf" at {call}: error calling must_env: environment variable {self.name} '
+            "is not defined\n\ngoroutine 1 [running]:\n"
+            "github.com/kayac/go-config.(*Loader).ReadWithEnv(...)\n"
+            "main.main()\n\t/home/runner/work/ecspresso/cmd/ecspresso/main.go:25 +0x1d\n"
+        )
+
+
+def env_value(args: list[str], env: Mapping[str, str]) -> str:
+    """go-config's ``env``: the first argument set to a non-empty value, else the last
+    argument itself (so ``{{ env "X" }}`` with X unset renders ``X``)."""
+    for name in args:
+        if env.get(name):
+            return env[name]
+    return args[-1]
+
+
 def render(text: str, source: str, env: Mapping[str, str]) -> str:
-    """Replaces every template action; unknown functions and missing must_env fail."""
+    """Replaces every template action; unknown functions fail, an unset must_env panics."""
 
     def action(match: re.Match[str]) -> str:
         words = match.group(1).split(None, 1)
@@ -61,27 +93,48 @@ def render(text: str, source: str, env: Mapping[str, str]) -> str:
             a if a is not None else b
             for a, b in ARGUMENT.findall(words[1] if len(words) > 1 else "")
         ]
-        where = f'template: {source}: executing "{source}"'
         if func == "must_env" and len(args) == 1:
             if args[0] not in env:
-                missing = f"environment variable {args[0]} is not defined"
-                raise RenderError(f"{where}: error calling must_env: {missing}")
+                raise MustEnvUnset(args[0], _position(text, match.start()))
             return env[args[0]]
-        if func == "env" and len(args) in (1, 2):
-            return env.get(args[0]) or (args[1] if len(args) == 2 else "")
+        if func == "env" and args:
+            return env_value(args, env)
         raise RenderError(f'template: {source}: function "{func}" not defined')
 
     return ACTION.sub(action, text)
 
 
+def _position(text: str, offset: int) -> str:
+    """``line:column`` of an action, as text/template reports it."""
+    line = text.count("\n", 0, offset) + 1
+    return f"{line}:{offset - (text.rfind(chr(10), 0, offset) + 1) + 2}"
+
+
+CONFIG_NAMES = ("ecspresso.yml", "ecspresso.yaml", "ecspresso.json", "ecspresso.jsonnet")
+
+
+def config_path(given: str, cwd: Path | None = None) -> Path:
+    """``--config``; absent or the default, the first of ecspresso.{yml,yaml,json,jsonnet}."""
+    if given != CONFIG_NAMES[0]:
+        return Path(given)
+    base = cwd or Path.cwd()
+    return next((base / n for n in CONFIG_NAMES if (base / n).is_file()), Path(given))
+
+
 def load_config(path: str, env: Mapping[str, str]) -> Config:
     config_path = Path(path)
+    if config_path.suffix == ".jsonnet":
+        raise RenderError(
+            f"failed to load config file {path}: Jsonnet is not played by the stand-in"
+        )
     try:
         raw = yaml.safe_load(render(config_path.read_text(), config_path.name, env)) or {}
     except OSError as exc:
         raise RenderError(f"failed to load config file {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise RenderError(f"failed to parse config file {path}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise RenderError(f"failed to load config file {path}: not a mapping")
     region = raw.get("region") or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION")
     if not region:
         raise RenderError("region is required (config region or AWS_REGION)")
@@ -95,15 +148,37 @@ def load_config(path: str, env: Mapping[str, str]) -> Config:
         task_definition=base / str(raw.get("task_definition") or "ecs-task-def.json"),
         service_definition=base / str(service_def) if service_def else None,
         timeout=duration(str(raw.get("timeout") or "10m")),
+        raw=raw,
     )
 
 
 def duration(text: str) -> float:
-    """Go's time.ParseDuration for the units ecspresso configs use (``10m``, ``1h30m``, ``90s``)."""
-    parts = DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text.strip():
-        raise RenderError(f'time: invalid duration "{text}"')
-    return sum(float(n) * SECONDS[u] for n, u in parts)
+    """Go's time.ParseDuration, as ecspresso reads the config's ``timeout``."""
+    try:
+        return go_duration(text.strip())
+    except ValueError as err:
+        raise RenderError(str(err)) from None
+
+
+def rendered_config(config: Config) -> str:
+    """``render config``: the config as ecspresso holds it, defaults filled in, as YAML."""
+    data = dict(config.raw)
+    data.update(region=config.region, cluster=config.cluster, service=config.service)
+    data.setdefault("task_definition", str(config.task_definition.name))
+    data["timeout"] = _go_duration_text(config.timeout)
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def _go_duration_text(seconds: float) -> str:
+    """How Go prints a time.Duration (``10m0s``, ``1h30m0s``, ``90ms``)."""
+    if seconds < 1:
+        return f"{round(seconds * 1000)}ms" if seconds else "0s"
+    whole = int(seconds)
+    hours, rest = divmod(whole, 3600)
+    minutes, secs = divmod(rest, 60)
+    frac = f"{seconds - whole:.3f}".rstrip("0").rstrip(".")[1:] if seconds != whole else ""
+    text = f"{minutes}m{secs}{frac}s" if hours or minutes else f"{secs}{frac}s"
+    return f"{hours}h{text}" if hours else text
 
 
 def load_json(path: Path, env: Mapping[str, str]) -> dict[str, Any]:
@@ -153,9 +228,27 @@ def unified_diff(
     remote: Mapping[str, Any] | None, local: Mapping[str, Any], remote_name: str, local_name: str
 ) -> str:
     """ecspresso's task definition diff: remote (ECS) first, the rendered file second."""
-    before = _lines(comparable(task_definition_input(remote))) if remote else []
-    after = _lines(comparable(task_definition_input(local)))
+    before = task_definition_input(remote) if remote else None
+    return definition_diff(before, task_definition_input(local), remote_name, local_name)
+
+
+def definition_diff(
+    remote: Mapping[str, Any] | None, local: Mapping[str, Any], remote_name: str, local_name: str
+) -> str:
+    """A unified diff of two definitions after dropping what ECS fills in by itself."""
+    before = _lines(comparable(remote)) if remote is not None else []
+    after = _lines(comparable(local))
     return "".join(difflib.unified_diff(before, after, remote_name, local_name))
+
+
+def service_diff(
+    remote: Mapping[str, Any] | None, local: Mapping[str, Any], local_name: str
+) -> str:
+    """The service definition's diff: the remote service seen through the local file's keys."""
+    wanted = {k: v for k, v in local.items() if k not in SERVICE_SET_BY_ECSPRESSO}
+    seen = {k: remote[k] for k in wanted if k in remote} if remote else None
+    name = str(remote.get("serviceArn", "")) if remote else ""
+    return definition_diff(seen, wanted, name, local_name)
 
 
 def _lines(value: Any) -> list[str]:

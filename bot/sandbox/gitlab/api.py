@@ -66,6 +66,8 @@ class GitLabApi:
                 ("GET", PROJECT + "/repository/files/(?P<file>[^/]+)/raw", self._file_raw),
                 ("GET", PROJECT + "/repository/files/(?P<file>[^/]+)", self._file),
                 ("GET", PROJECT + "/repository/commits/(?P<sha>[^/]+)", self._commit),
+                ("GET", PROJECT + "/repository/branches/(?P<branch>[^/]+)", self._branch),
+                ("GET", PROJECT + "/protected_branches/(?P<name>[^/]+)", self._protected_branch),
             ]
         ]
 
@@ -196,7 +198,7 @@ class GitLabApi:
         sha = project.resolve(ref)
         if sha is None:
             raise not_found("Commit")
-        data = project.files.get(req.params["file"])
+        data = project.file(sha, req.params["file"])
         if data is None:
             raise not_found("File")
         return data, ref, sha
@@ -215,6 +217,25 @@ class GitLabApi:
         if sha is None:
             raise not_found("Commit")
         return web.json_response(shapes.commit_json(project, sha, self._url()))
+
+    def _branch(self, req: _Request) -> web.Response:
+        """GET /projects/:id/repository/branches/:branch, with ``protected`` and ``default``."""
+        project = self._project(req)
+        name = req.params["branch"]
+        sha = project.branches.get(name)
+        if sha is None:
+            raise not_found("Branch")
+        protected = project.protection(name) is not None
+        body = shapes.branch_json(project, name, sha, protected, self._url())
+        return web.json_response(body)
+
+    def _protected_branch(self, req: _Request) -> web.Response:
+        """GET /projects/:id/protected_branches/:name: the rule named exactly so."""
+        project = self._project(req)
+        name = req.params["name"]
+        if name not in (project.protected or []):
+            raise not_found()
+        return web.json_response(shapes.protected_branch_json(project, name))
 
     def _page(self, req: _Request, items: list[dict[str, Any]]) -> web.Response:
         """GitLab's offset pagination: ``page``/``per_page``, X-* headers and a Link header."""

@@ -170,8 +170,21 @@ class GitLabStandIn:
     ) -> None:
         self.pipeline(project, pipeline_id).job(job_name).artifacts[path] = data
 
-    def set_file(self, project: str, path: str, data: bytes) -> None:
-        self.state.project(project).files[path] = data
+    def set_file(self, project: str, path: str, data: bytes, *, at: str | None = None) -> None:
+        """``path`` at every commit, or only at commit (or branch) ``at``."""
+        found = self.state.project(project)
+        if at is None:
+            found.files[path] = data
+            return
+        sha = found.resolve(at) or at
+        found.commit_files.setdefault(sha, {})[path] = data
+
+    def add_branch(self, project: str, name: str, sha: str) -> None:
+        self.state.project(project).branches[name] = sha
+
+    def protect(self, project: str, *names: str) -> None:
+        """Exactly these protected-branch rules (none: nothing is protected)."""
+        self.state.project(project).protected = list(names)
 
     def auto_advance(self, interval: float | None) -> None:
         """Every ``interval`` seconds, move each active pipeline one step; a running job

@@ -180,6 +180,43 @@ def commit_json(project: StandInProject, sha: str, web: str) -> dict[str, Any]:
     }
 
 
+def branch_json(
+    project: StandInProject, name: str, sha: str, protected: bool, web: str
+) -> dict[str, Any]:
+    """GET /projects/:id/repository/branches/:branch (API_Entities_Branch)."""
+    return {
+        "name": name,
+        "commit": commit_json(project, sha, web),
+        "merged": False,
+        "protected": protected,
+        "developers_can_push": False,
+        "developers_can_merge": False,
+        "can_push": True,
+        "default": name == project.default_branch,
+        "web_url": f"{web}/{project.path}/-/tree/{name}",
+    }
+
+
+def protected_branch_json(project: StandInProject, name: str) -> dict[str, Any]:
+    """GET /projects/:id/protected_branches/:name: Maintainers push and merge, no force push."""
+    level: dict[str, Any] = {
+        "id": project.id * 100 + 1,
+        "access_level": 40,
+        "access_level_description": "Maintainers",
+        "user_id": None,
+        "group_id": None,
+    }
+    return {
+        "id": project.id * 100 + len(name),
+        "name": name,
+        "push_access_levels": [level],
+        "merge_access_levels": [{**level, "id": project.id * 100 + 2}],
+        "unprotect_access_levels": [],
+        "allow_force_push": False,
+        "code_owner_approval_required": False,
+    }
+
+
 def variable_json(key: str, value: str) -> dict[str, Any]:
     return {"key": key, "value": value, "variable_type": "env_var", "raw": False}
 

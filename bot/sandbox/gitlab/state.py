@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import itertools
 from collections.abc import Iterable, Mapping
@@ -56,7 +57,10 @@ DEFAULT_PLAN = (
 
 @dataclass
 class StandInProject:
-    """A private project; ``id`` 0 lets the stand-in number it; files are served at every ref."""
+    """A private project; ``id`` 0 lets the stand-in number it. ``files`` are served at every
+    commit, except where ``commit_files[sha]`` holds that commit's own version of a path.
+    ``protected`` lists protected-branch names (wildcards as GitLab allows them); None means
+    GitLab's default for a new project: the default branch is protected."""
 
     path: str
     id: int = 0
@@ -66,11 +70,27 @@ class StandInProject:
     trigger_tokens: list[str] = field(default_factory=list)
     jobs: list[JobPlan] = field(default_factory=lambda: list(DEFAULT_PLAN))
     files: dict[str, bytes] = field(default_factory=dict)
+    commit_files: dict[str, dict[str, bytes]] = field(default_factory=dict)
+    protected: list[str] | None = None
 
     def __post_init__(self) -> None:
         self.branches.setdefault(
             self.default_branch, fake_sha(f"{self.path}@{self.default_branch}")
         )
+        if self.protected is None:
+            self.protected = [self.default_branch]
+
+    def protection(self, branch: str) -> str | None:
+        """The protected-branch rule that covers ``branch`` (exact name or wildcard), if any."""
+        rules = self.protected or []
+        if branch in rules:
+            return branch
+        return next((r for r in rules if "*" in r and fnmatch.fnmatchcase(branch, r)), None)
+
+    def file(self, sha: str, path: str) -> bytes | None:
+        """``path`` as it is at commit ``sha``."""
+        own = self.commit_files.get(sha, {})
+        return own[path] if path in own else self.files.get(path)
 
     def resolve(self, ref: str | None) -> str | None:
         """The commit a branch, tag or known sha names; None when GitLab would not find it."""

@@ -4,6 +4,8 @@ the one who asked; rejections and expiry close the prompt; one transition moves 
 
 from __future__ import annotations
 
+from typing import NoReturn
+
 import structlog
 
 from bot.clock import Clock, utcnow
@@ -15,7 +17,7 @@ from bot.services.ab.cards import experiment_id_of
 from bot.services.ab.traffic import AWAITING, AbTraffic
 from bot.services.access import Access
 from bot.store import Store
-from bot.views.blocks import user
+from bot.views.blocks import user, when
 
 log = structlog.get_logger(__name__)
 
@@ -42,6 +44,8 @@ class AbApprovals:
             raise NotFound(f"there is no A/B change #{change_id}.")
         e = await self.store.ab.get(change.experiment_id)
         assert e is not None
+        if self.out_of_time(change):
+            await self.refuse_late(e, change)
         if change.state != ChangeState.AWAITING_APPROVAL:
             raise Conflict(
                 f"moving B to {change.weight_to}% is {change.state}; its approval is closed."
@@ -61,6 +65,24 @@ class AbApprovals:
             f"You {verb} moving B of {e.model}/{e.env} to {change.weight_to}%; it is {after.state}."
         )
 
+    def out_of_time(self, change: AbChange) -> bool:
+        """The prompt's time ran out, whether or not the expiry loop has closed it yet."""
+        if change.state == ChangeState.EXPIRED:
+            return True
+        due = change.expires_at is not None and change.expires_at <= self.clock()
+        return change.state == ChangeState.AWAITING_APPROVAL and due
+
+    async def refuse_late(self, e: Experiment, change: AbChange) -> NoReturn:
+        """Close a raise whose time ran out (if still open) and say so to the late voter."""
+        if change.state == ChangeState.AWAITING_APPROVAL:
+            await self.expire(change)
+        at = f" at {when(change.expires_at)}" if change.expires_at else ""
+        raise Conflict(
+            f"The approval of moving B of {e.model}/{e.env} to {change.weight_to}% expired{at}; "
+            f"your vote was not counted. Ask again: `/deploy {e.model} ab {e.env} set "
+            f"{change.weight_to}`."
+        )
+
     async def tally(self, change_id: int) -> AbChange:
         """Count distinct votes; one transition out of awaiting wins (and moves the traffic)."""
         change = await self.store.ab.change(change_id)
@@ -71,9 +93,8 @@ class AbApprovals:
         rejecters = [u for u in change.rejecters if u != change.actor]
         approvers = [u for u in change.approvers if u != change.actor]
         if len(rejecters) >= env.rejections:
-            detail = "rejected by " + ", ".join(user(u) for u in rejecters)
-            await self.store.ab.update_change(
-                change.id, only_if=AWAITING, state=ChangeState.REJECTED, detail=detail
+            await self.store.ab.update_change(  # the card names the rejecters from the votes
+                change.id, only_if=AWAITING, state=ChangeState.REJECTED, detail=""
             )
         elif len(approvers) >= self.cards.config(e.model, e.env).approvals:
             moved = await self.store.ab.update_change(
@@ -100,26 +121,37 @@ class AbApprovals:
         experiment_id = experiment_id_of(card.key) if card else None
         change = await self.store.ab.pending(experiment_id) if experiment_id else None
         e = await self.store.ab.get(experiment_id) if experiment_id else None
-        if change is None or e is None:
+        if e is None:
             return None
+        if change is None:  # perhaps a raise the expiry loop has just closed
+            history = await self.store.ab.history(e.id)
+            change = history[-1] if history else None
+            if change is None or change.state != ChangeState.EXPIRED or not added:
+                return None
         env = self.settings.models[e.model].environments[e.env]
         if emoji not in (env.approve_emoji, env.reject_emoji):
             return None
         approve = emoji == env.approve_emoji
         if not added:
+            if self.out_of_time(change):
+                return None
             if await self.store.ab.withdraw(change.id, actor, approve=approve):
                 await self.tally(change.id)
             return None
         return await self.vote(actor, change.id, approve=approve, via="reaction")
 
+    async def expire(self, change: AbChange) -> None:
+        """Close one raise as expired (once, however many callers race) and show it."""
+        done = await self.store.ab.update_change(
+            change.id,
+            only_if=AWAITING,
+            state=ChangeState.EXPIRED,
+            detail="nobody decided in time",
+        )
+        e = await self.store.ab.get(change.experiment_id)
+        if done is not None and e is not None:
+            await self.cards.show(e)
+
     async def expire_due(self) -> None:
         for change in await self.store.ab.expired(self.clock()):
-            done = await self.store.ab.update_change(
-                change.id,
-                only_if=AWAITING,
-                state=ChangeState.EXPIRED,
-                detail="nobody decided in time",
-            )
-            e = await self.store.ab.get(change.experiment_id)
-            if done is not None and e is not None:
-                await self.cards.show(e)
+            await self.expire(change)

@@ -4,6 +4,7 @@ starts exactly once when enough distinct approvers (never the requester) said ye
 from __future__ import annotations
 
 import asyncio
+from typing import NoReturn
 
 import structlog
 
@@ -16,7 +17,7 @@ from bot.services.access import Access
 from bot.services.deploys.cards import DeployCards, deploy_id_of
 from bot.services.deploys.runner import DeployRunner
 from bot.store import Store
-from bot.views.blocks import user
+from bot.views.blocks import user, when
 
 log = structlog.get_logger(__name__)
 AWAITING = [DeployState.AWAITING_APPROVAL]
@@ -39,10 +40,30 @@ class Approvals:
         self.runner = runner
         self.clock = clock
 
+    def out_of_time(self, d: Deployment) -> bool:
+        """The prompt's time ran out, whether or not the expiry loop has closed it yet (the
+        loop runs every 15 s; ``expires_at`` is the truth)."""
+        if d.state == DeployState.EXPIRED:
+            return True
+        due = d.expires_at is not None and d.expires_at <= self.clock()
+        return d.state == DeployState.AWAITING_APPROVAL and due
+
+    async def refuse_late(self, d: Deployment) -> NoReturn:
+        """Close a prompt whose time ran out (if still open) and say so to the late voter."""
+        if d.state == DeployState.AWAITING_APPROVAL:
+            await self.expire(d)
+        at = f" at {when(d.expires_at)}" if d.expires_at else ""
+        raise Conflict(
+            f"The approval of deploy #{d.id} ({d.model} → {d.env}) expired{at}; your vote was "
+            f"not counted. Ask for a new deploy: `/deploy {d.model} {d.env}`."
+        )
+
     async def open_deploy(self, deploy_id: int) -> Deployment:
         d = await self.store.deployments.get(deploy_id)
         if d is None:
             raise NotFound(f"there is no deploy #{deploy_id}.")
+        if self.out_of_time(d):
+            await self.refuse_late(d)
         if d.state != DeployState.AWAITING_APPROVAL:
             raise Conflict(f"deploy #{d.id} is {d.state}; its approval is closed.")
         return d
@@ -69,7 +90,7 @@ class Approvals:
     async def withdraw(self, actor: str, deploy_id: int, *, approve: bool) -> None:
         """A removed reaction takes its vote back, while the prompt is open."""
         d = await self.store.deployments.get(deploy_id)
-        if d is None or d.state != DeployState.AWAITING_APPROVAL:
+        if d is None or d.state != DeployState.AWAITING_APPROVAL or self.out_of_time(d):
             return
         if await self.store.deployments.withdraw(deploy_id, actor, approve=approve):
             await self.tally(deploy_id)
@@ -88,7 +109,7 @@ class Approvals:
                 only_if=AWAITING,
                 state=DeployState.REJECTED,
                 finished_at=self.clock(),
-                detail="rejected by " + ", ".join(user(u) for u in rejecters),
+                detail="",  # the card names the rejecters (live mentions) from the votes
             )
         elif len(approvers) >= self.cards.needed(d):
             moved = await self.store.deployments.update(
@@ -119,20 +140,24 @@ class Approvals:
             return None
         return await self.vote(actor, d.id, approve=approve, via="reaction")
 
+    async def expire(self, d: Deployment) -> bool:
+        """Close one prompt as expired (once, however many callers race) and show it."""
+        minutes = self.settings.models[d.model].environments[d.env].approval_minutes
+        done = await self.store.deployments.update(
+            d.id,
+            only_if=AWAITING,
+            state=DeployState.EXPIRED,
+            finished_at=self.clock(),
+            detail=f"the approval expired after {minutes:g} minutes",
+        )
+        if done is not None:
+            await self.cards.show(done)
+        return done is not None
+
     async def expire_due(self) -> int:
         count = 0
         for d in await self.store.deployments.expired(self.clock()):
-            minutes = self.settings.models[d.model].environments[d.env].approval_minutes
-            done = await self.store.deployments.update(
-                d.id,
-                only_if=AWAITING,
-                state=DeployState.EXPIRED,
-                finished_at=self.clock(),
-                detail=f"the approval expired after {minutes:g} minutes",
-            )
-            if done is not None:
-                count += 1
-                await self.cards.show(done)
+            count += await self.expire(d)
         return count
 
     async def expiry_loop(self, every: float = 15.0) -> None:

@@ -13,7 +13,7 @@ from bot.services.access import Access
 from bot.services.cards import Cards
 from bot.store import Store
 from bot.views import locks as views
-from bot.views.blocks import Message, user, when
+from bot.views.blocks import Message, escape, user, when
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,7 @@ class ModelStatus:
 
 
 def held_by(lock: Lock) -> str:
-    return f"locked by {user(lock.holder)} since {when(lock.since)}: {lock.reason}"
+    return f"locked by {user(lock.holder)} since {when(lock.since)}: {escape(lock.reason)}"
 
 
 class Locks:
@@ -76,7 +76,7 @@ class Locks:
         if not taken:
             raise Conflict(
                 f"Deploys are already frozen by {user(current.holder)} since "
-                f"{when(current.since)}: {current.reason}."
+                f"{when(current.since)}: {escape(current.reason)}."
             )
         await self.broadcast(views.freeze_card(current))
         return current

@@ -1,11 +1,31 @@
-"""/deploy requests: resolve the image, check the gates, open the card, and start or prompt."""
+"""/deploy requests: resolve the image, check the gates, open the card, and start or prompt.
+
+What may be deployed: a run's image (``run=<id>``, or the newest run whose gate passed), an
+image tag (``image=<tag>``) or an image digest (``image=sha256:<hex>`` or
+``image=<repository>@sha256:<hex>``) of the model's ECR repository. Each faces the same gates:
+the role, lock and freeze, the environment's ``refs`` and ``requires``. An image is traced back
+to the run that built it (a recent run whose tag it carries in ECR, else the run an earlier
+successful deploy of the same digest recorded); an image traced to no run is a *bare* image: it
+has no ref and no accuracy verdict, so an environment with ``refs`` refuses it and one with
+``requires`` takes it only when that digest already succeeded there with a run whose gate
+passed. Admins may ``force`` past the gates as with any deploy.
+
+``ecspresso diff`` runs only once these gates have passed (for a deploy request, and for
+``/deploy <model> diff <env>``, which needs the deploy role and the same gates): the card
+appears at once with "computing diff…", then shows the summary (or "diff unavailable: ...").
+"""
 
 from __future__ import annotations
 
+import asyncio
 import fnmatch
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Protocol
+
+import structlog
 
 from bot.clock import Clock, utcnow
 from bot.config.models import EnvironmentConfig, ModelConfig
@@ -14,28 +34,49 @@ from bot.domain.deploys import Deployment, DeployState, Lock
 from bot.domain.runs import Run, RunState
 from bot.errors import BotError, Conflict, ExternalError, NotFound, UserInputError
 from bot.intents import DeployDiff, DeployRollback, DeployStart
+from bot.logs import SecretScrubber
 from bot.policy import Action
 from bot.ports import Registry, Services, ServiceState
 from bot.services.access import Access
+from bot.services.deploys import diffs
 from bot.services.deploys.cards import DeployCards
 from bot.services.deploys.runner import DeployRunner
 from bot.store import Store
-from bot.views.blocks import Message, user
-from bot.views.deploys import DIFF_LINES, diff_excerpt
+from bot.views.blocks import escape, user
+from bot.views.deploys import diff_excerpt, full_diff_message
+
+log = structlog.get_logger(__name__)
+DIGEST = re.compile(r"^(?:(?P<repository>[a-z0-9][a-z0-9._/-]*)@)?(?P<digest>sha256:[0-9a-f]{64})$")
+DIFF_SECONDS = 120.0
+"""The longest a diff may take (or ecspresso's own timeout, when shorter)."""
+NEEDS_COMMIT = ("{sha}", "{short_sha}")
 
 
 @dataclass(frozen=True)
 class Candidate:
-    image_tag: str
+    image_tag: str  # what the card shows: the tag, or ``<repository>@sha256:...``
     digest: str
     run: Run | None
 
 
 def image_tag_of(run: Run, config: ModelConfig) -> str:
+    """The tag the run's pipeline pushed (``deploy.image_tag``); Conflict when the pattern
+    needs the commit and the run recorded none (some Kubernetes runs)."""
+    pattern = config.deploy.image_tag
+    if run.sha is None and any(key in pattern for key in NEEDS_COMMIT):
+        raise Conflict(
+            f"run #{run.id} recorded no commit, and the image tag pattern `{pattern}` needs one; "
+            "deploy its image by `image=<tag>` or `image=sha256:<digest>`."
+        )
     sha = run.sha or ""
-    return config.deploy.image_tag.format(
-        sha=sha, short_sha=sha[:8], run_id=run.id, model=run.model
-    )
+    return pattern.format(sha=sha, short_sha=sha[:8], run_id=run.id, model=run.model)
+
+
+def tag_or_none(run: Run, config: ModelConfig) -> str | None:
+    try:
+        return image_tag_of(run, config)
+    except Conflict:
+        return None
 
 
 def before_the_bot(first: Deployment) -> Deployment:
@@ -67,6 +108,7 @@ class Deploys:
         registry: Registry | None,
         runner: DeployRunner,
         clock: Clock = utcnow,
+        scrubber: SecretScrubber | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -75,19 +117,22 @@ class Deploys:
         self.registry = registry
         self.runner = runner
         self.clock = clock
+        self.scrubber = scrubber or SecretScrubber(settings.secrets())
 
     def model(self, name: str) -> ModelConfig:
         return self.settings.models[name]
 
     async def request(self, actor: str, intent: DeployStart) -> Deployment:
-        """Check everything, record the deploy, show its card; run it now or prompt."""
+        """Check everything, record the deploy, show its card (diff computing); then run it or
+        prompt for approval."""
         await self.access.check(actor, Action.DEPLOY_START, intent.model, intent.env)
         if intent.force_reason:
             await self.access.check(actor, Action.OVERRIDE, None)
         candidate = await self.candidate(intent.model, intent.run, intent.image)
         if not intent.force_reason:
             await self.check_gates(actor, intent.model, intent.env, candidate)
-        diff = await self.diff_text(intent.model, intent.env, candidate)
+        await self.runner.configs.check(intent.model, intent.env)  # trust: never forced
+        differs = self.diff_enabled(intent.model, intent.env)
         return await self.open(
             Deployment(
                 id=0,
@@ -103,8 +148,13 @@ class Deploys:
                 sha=candidate.run.sha if candidate.run else None,
                 ref=candidate.run.ref if candidate.run else None,
                 force_reason=intent.force_reason,
-                diff=diff,
+                diff=diffs.COMPUTING if differs else None,
             )
+        )
+
+    def diff_enabled(self, model: str, env: str) -> bool:
+        return (
+            self.runner.deployer is not None and self.model(model).environments[env].diff != "off"
         )
 
     async def open(self, draft: Deployment) -> Deployment:
@@ -115,61 +165,147 @@ class Deploys:
             draft = replace(draft, state=DeployState.AWAITING_APPROVAL, expires_at=expires)
         d = await self.store.deployments.create(draft)
         await self.cards.show(d)
-        if d.diff and len(d.diff.splitlines()) > DIFF_LINES:
-            await self.cards.thread(d, Message(text=f"full diff\n```{d.diff[:35000]}```"))
-        if d.state == DeployState.QUEUED:
+        if d.diff == diffs.COMPUTING:
+            task = asyncio.create_task(self.diff_card(d), name=f"diff-{d.id}")
+            self.runner.tasks.add(task)
+            task.add_done_callback(self.runner.tasks.discard)
+        elif d.state == DeployState.QUEUED:
             self.runner.start(d)
         return d
 
-    async def candidate(self, model: str, run_id: int | None, image: str | None) -> Candidate:
-        """The image to ship: a run's, an explicit tag, or the newest run whose gate passed."""
-        config = self.model(model)
-        if image is not None:
-            run = await self.run_of_image(model, image)
-            tag = image
-        else:
-            run = await self.pick_run(model, run_id)
-            tag = image_tag_of(run, config)
-        digest = tag if tag.startswith("sha256:") else await self.digest(config, tag)
-        return Candidate(tag, digest, run)
+    async def diff_card(self, d: Deployment) -> None:
+        """Compute the diff, put its summary (or why it failed) on the card, and then start a
+        deploy that needs no approval (so the diff shows what the deploy is about to change)."""
+        try:
+            try:
+                raw: str | None = await self.raw_diff(d)
+            except BotError as exc:
+                shown = diffs.UNAVAILABLE + self.scrubber.scrub(str(exc))
+                raw = None
+            else:
+                shown = diffs.summary(raw or "")
+            fresh = await self.store.deployments.update(d.id, diff=shown)
+            if fresh is not None:
+                await self.cards.show(fresh)
+                full = self.model(d.model).environments[d.env].diff == "full"
+                if raw and raw.strip() and full:
+                    await self.cards.thread(fresh, full_diff_message(self.scrubbed(d, raw)))
+        except Exception:
+            log.exception("deploy_diff_crashed", deploy=d.id)
+        finally:
+            current = await self.store.deployments.get(d.id)
+            if current is not None and current.state == DeployState.QUEUED:
+                self.runner.start(current)
 
-    async def run_of_image(self, model: str, image: str) -> Run | None:
-        """The run that built ``image``, when a recent run's tag is that image."""
+    async def raw_diff(self, d: Deployment) -> str:
+        """``ecspresso diff`` for ``d`` with the operator's config; BotError (logged) when it
+        fails or runs out of time."""
+        deployer = self.runner.deployer
+        if deployer is None:
+            raise ExternalError("ecspresso is not configured")
+        limit = min(DIFF_SECONDS, self.settings.ecspresso.timeout_seconds)
+        try:
+            async with asyncio.timeout(limit), self.runner.configs.checkout(d.model, d.env) as cfg:
+                return await deployer.diff(str(cfg), self.diff_env(d))
+        except TimeoutError:
+            log.warning("deploy_diff_timed_out", deploy=d.id, seconds=limit)
+            raise ExternalError(f"ecspresso diff did not finish within {limit:g} s") from None
+        except BotError as exc:
+            log.warning("deploy_diff_failed", deploy=d.id, reason=self.scrubber.scrub(str(exc)))
+            raise
+
+    def diff_env(self, d: Deployment) -> dict[str, str]:
+        return self.runner.ecspresso_env(d)
+
+    def scrubbed(self, d: Deployment, raw: str) -> str:
+        """The diff without known secrets, the values handed to ecspresso that look secret,
+        and secret-looking values in the definitions."""
+        handed = self.runner.ecspresso_env(d)
+        extra = [v for k, v in handed.items() if diffs.looks_secret(k) and v]
+        return diffs.scrub(raw, self.scrubber, extra)
+
+    async def candidate(self, model: str, run_id: int | None, image: str | None) -> Candidate:
+        """The image to ship: a run's, an explicit tag or digest, or the newest run whose gate
+        passed; a digest is checked in the model's ECR repository."""
         config = self.model(model)
+        if image is None:
+            picked = await self.pick_run(model, run_id)
+            tag = image_tag_of(picked, config)
+            return Candidate(tag, await self.digest(config, tag), picked)
+        repository = self.repository(config)
+        pinned = DIGEST.match(image)
+        if pinned is None:
+            digest = await self.digest(config, image)
+            return Candidate(image, digest, await self.run_of_image(model, (image,), digest))
+        named, digest = pinned.group("repository"), pinned.group("digest")
+        if named is not None and named.rsplit("/", 1)[-1] != repository.rsplit("/", 1)[-1]:
+            raise UserInputError(
+                f"`{image}` names repository `{named}`, but {model}'s images are in "
+                f"`{repository}`: give `image={repository}@{digest}` or `image={digest}`."
+            )
+        assert self.registry is not None
+        tags = await self.registry.image_tags(repository, digest)
+        run = await self.run_of_image(model, tags, digest)
+        return Candidate(f"{repository}@{digest}", digest, run)
+
+    def repository(self, config: ModelConfig) -> str:
+        if self.registry is None or not config.deploy.image_repository:
+            raise ExternalError("ECR is not configured for this model (deploy.image_repository).")
+        return config.deploy.image_repository
+
+    async def run_of_image(self, model: str, tags: Iterable[str], digest: str) -> Run | None:
+        """The run that built the image: a recent run whose tag the image carries, else the
+        run an earlier successful deploy of the same digest recorded; None for a bare image."""
+        config = self.model(model)
+        wanted = set(tags)
         for run in await self.store.runs.recent(model, 50):
-            if run.sha and image_tag_of(run, config) == image:
+            if tag_or_none(run, config) in wanted:
                 return run
+        for env in config.environments:
+            earlier = await self.store.deployments.last_good(model, env, digest=digest)
+            if earlier is not None and earlier.run_id is not None:
+                found = await self.store.runs.get(earlier.run_id)
+                if found is not None and found.model == model:
+                    return found
         return None
 
     async def pick_run(self, model: str, run_id: int | None) -> Run:
+        config = self.model(model)
         if run_id is not None:
             run = await self.store.runs.get(run_id)
             if run is None or run.model != model:
                 raise NotFound(f"{model} has no run #{run_id}.")
-            if run.state != RunState.SUCCEEDED or not run.sha:
+            if run.state != RunState.SUCCEEDED:
                 raise Conflict(f"run #{run_id} {run.state}; only a succeeded run has an image.")
             return run
         for run in await self.store.runs.recent(model, 50):
-            if run.state == RunState.SUCCEEDED and gate_passed(run) and run.sha:
+            ready = run.state == RunState.SUCCEEDED and gate_passed(run)
+            if ready and tag_or_none(run, config) is not None:
                 return run
         raise NotFound(
             f"{model} has no succeeded run whose gate passed; name one with "
-            "`run=<id>` or an image with `image=<tag>`."
+            "`run=<id>` or an image with `image=<tag>` or `image=sha256:<digest>`."
         )
 
     async def digest(self, config: ModelConfig, tag: str) -> str:
-        if self.registry is None or not config.deploy.image_repository:
-            raise ExternalError("ECR is not configured for this model (deploy.image_repository).")
-        return await self.registry.digest(config.deploy.image_repository, tag)
+        repository = self.repository(config)
+        assert self.registry is not None
+        return await self.registry.digest(repository, tag)
 
     async def check_gates(self, actor: str, model: str, env: str, c: Candidate) -> None:
         """Lock, freeze, allowed refs, the required environment and the accuracy gate."""
         lock = await self.store.get_lock(model, env)
         if lock is not None and lock.holder != actor:
-            raise Conflict(f"{model}/{env} is locked by {user(lock.holder)}: {lock.reason}.")
+            raise Conflict(
+                f"{model}/{env} is locked by {user(lock.holder)}: {escape(lock.reason)}."
+            )
         freeze = await self.store.get_freeze()
         if freeze is not None:
-            raise Conflict(f"deploys are frozen by {user(freeze.holder)}: {freeze.reason}.")
+            raise Conflict(f"deploys are frozen by {user(freeze.holder)}: {escape(freeze.reason)}.")
+        await self.check_provenance(model, env, c)
+
+    async def check_provenance(self, model: str, env: str, c: Candidate) -> None:
+        """Where the image may go given where it came from: ``refs`` and ``requires``."""
         config = self.model(model).environments[env]
         self.check_refs(env, config, c)
         if config.requires:
@@ -178,12 +314,18 @@ class Deploys:
     def check_refs(self, env: str, config: EnvironmentConfig, c: Candidate) -> None:
         if not config.refs:
             return
-        ref = c.run.ref if c.run else None
-        if ref is None or not any(fnmatch.fnmatchcase(ref, p) for p in config.refs):
-            allowed = ", ".join(f"`{p}`" for p in config.refs)
+        allowed = ", ".join(f"`{p}`" for p in config.refs)
+        if c.run is None:
             raise Conflict(
-                f"{env} only takes images built from {allowed}; this one is from "
-                f"`{ref or 'an unknown ref'}`."
+                f"{env} only takes images built from {allowed}; `{c.image_tag}` was built by no "
+                "run the bot recorded (no recent run's tag is on it in ECR and no earlier deploy "
+                "of its digest names a run), so its ref is unknown. Deploy a run with "
+                '`run=<id>`, or ask an admin to `force reason="..."`.'
+            )
+        ref = c.run.ref
+        if not any(fnmatch.fnmatchcase(ref, p) for p in config.refs):
+            raise Conflict(
+                f"{env} only takes images built from {allowed}; this one is from `{ref}`."
             )
 
     async def check_required(
@@ -200,36 +342,39 @@ class Deploys:
         if not gate_passed(run):
             raise Conflict(f"{env} only takes images from a run whose accuracy gate passed.")
 
-    async def diff_text(self, model: str, env: str, c: Candidate) -> str | None:
-        """What the deploy would change (ecspresso diff), or None when it cannot be computed."""
-        deployer = self.runner.deployer
-        if deployer is None:
-            return None
+    async def diff(self, actor: str, intent: DeployDiff) -> str:
+        """``/deploy <model> diff <env>``: gated as a deploy request by ``actor`` would be (the
+        deploy role, ``refs``, ``requires``), since the diff renders the operator's config with
+        the bot's AWS identity; the summary, plus the scrubbed diff where the env allows it."""
+        env = self.environment(intent.model, intent.env)
+        await self.access.check(actor, Action.DEPLOY_START, intent.model, intent.env)
+        if env.diff == "off":
+            raise UserInputError(
+                f"{intent.model}/{intent.env} does not show diffs (`diff: off` in its settings)."
+            )
+        c = await self.candidate(intent.model, intent.run, intent.image)
+        await self.check_provenance(intent.model, intent.env, c)
+        await self.runner.configs.check(intent.model, intent.env)
         draft = Deployment(
             0,
-            model,
-            env,
+            intent.model,
+            intent.env,
             "deploy",
             DeployState.QUEUED,
-            "",
+            actor,
             self.clock(),
             c.image_tag,
             c.digest,
-            sha=c.run.sha if c.run else None,
+            run_id=c.run.id if c.run else None,
         )
         try:
-            async with self.runner.configs.checkout(model, env, draft.sha) as config:
-                return await deployer.diff(str(config), self.runner.ecspresso_env(draft))
-        except Exception:
-            return None
-
-    async def diff(self, actor: str, intent: DeployDiff) -> str:
-        await self.access.check(actor, Action.DEPLOY_VIEW, intent.model, intent.env)
-        c = await self.candidate(intent.model, intent.run, intent.image)
-        text = await self.diff_text(intent.model, intent.env, c)
-        if text is None:
-            raise ExternalError("ecspresso diff could not run (see the bot's logs).")
-        return diff_excerpt(text)
+            raw = await self.raw_diff(draft)
+        except BotError as exc:
+            raise ExternalError(diffs.UNAVAILABLE + self.scrubber.scrub(str(exc))) from None
+        text = f"`{c.image_tag}`: {diffs.summary(raw)}"
+        if env.diff == "full" and raw.strip():
+            text += "\n" + diff_excerpt(self.scrubbed(draft, raw).replace("```", "'''"))
+        return text
 
     async def rollback(self, actor: str, intent: DeployRollback) -> Deployment:
         """Back to the previous good deploy, or to deploy ``to``: its revision, skipping the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,21 +16,42 @@ from bot.config.models import EnvironmentConfig
 from bot.config.settings import Settings
 from bot.domain.deploys import Deployment, DeployState, Lock
 from bot.errors import BotError
-from bot.ports import Deployer, Services, ServiceState
+from bot.ports import Deployer, EcspressoResult, RunningContainer, Services, ServiceState
 from bot.services.deploys.cards import DeployCards
-from bot.services.deploys.configs import DeployConfigs
+from bot.services.deploys.configs import DeployConfigs, image_variables
 from bot.store import Store
-from bot.views.blocks import Message, user
+from bot.views.blocks import Message, escape, user
 from bot.views.deploys import output_message
 
 log = structlog.get_logger(__name__)
 SETTLE_POLL_SECONDS = 1.0
+REGISTRY_HOST = re.compile(r"^[^/]*[.:][^/]*/|^localhost/")
+
+
+def in_repository(image: str, repository: str) -> bool:
+    """Whether an image reference (``registry/name[:tag][@digest]``) is from ``repository``
+    (a repository name such as ``fraud``, or the full ``registry/name``)."""
+    name = image.split("@", 1)[0]
+    last = name.rsplit("/", 1)
+    if ":" in last[-1]:
+        name = name[: name.rindex(":")]
+    path = REGISTRY_HOST.sub("", name, count=1)
+    return repository in (name, path)
+
+
+def last_error(output: str) -> str:
+    """``: <ecspresso's last error line>``, or "" (views escape it for mrkdwn)."""
+    lines = [ln.strip() for ln in output.splitlines() if "[ERROR]" in ln or "panic:" in ln]
+    if not lines:
+        return ""
+    return f": {lines[-1][:200]}"
 
 
 class Failed(Exception):
-    """The deploy did not reach its target; ``touched`` says whether ECS may have changed."""
+    """The deploy did not reach its target; ``touched``: ECS may have changed and no one has
+    compared it with what ran before yet (``fail`` then decides on a rollback)."""
 
-    def __init__(self, reason: str, *, touched: bool) -> None:
+    def __init__(self, reason: str, *, touched: bool = True) -> None:
         super().__init__(reason)
         self.touched = touched
 
@@ -133,41 +155,102 @@ class DeployRunner:
             )
 
     def ecspresso_env(self, d: Deployment) -> dict[str, str]:
+        """What ecspresso's templates read: the environment's variables, then the image, and
+        the cluster and service the bot verifies (``ECS_CLUSTER``/``ECS_SERVICE``: a config
+        that reads them deploys exactly what is checked afterwards; they win over variables)."""
+        env = self.env(d)
         repository = self.settings.models[d.model].deploy.image_repository or ""
-        values = {
-            **self.aws_env,
-            "IMAGE_TAG": d.image_tag,
-            "IMAGE_DIGEST": d.digest,
-            "IMAGE_REPOSITORY": repository,
-            "MLOPS_DEPLOY_ID": str(d.id),
-        }
-        return values | dict(self.env(d).variables)
+        values = {**self.aws_env, **dict(env.variables)}
+        values |= image_variables(d.image_tag, d.digest, repository)
+        values["MLOPS_DEPLOY_ID"] = str(d.id)
+        if env.cluster:
+            values["ECS_CLUSTER"] = env.cluster
+        if env.service:
+            values["ECS_SERVICE"] = env.service
+        return values
 
     async def run(self, d: Deployment) -> None:
+        """ecspresso, then ECS checked; on a failure, a rollback only if ECS changed."""
         if self.deployer is None:
             raise Failed("ecspresso is not configured", touched=False)
         before = await self.current(d)
         if before is not None:
             await self.store.deployments.update(d.id, previous_revision=before.revision)
-        async with self.configs.checkout(d.model, d.env, d.sha) as config:
+        async with self.configs.checkout(d.model, d.env) as config:
             output = Output(self.cards, d)
             await output.open()
-            target = d.revision if d.kind == "rollback" else None
+            # a rollback deploys a registered revision and keeps the service definition as is
+            back = d.kind == "rollback"
             result = await self.deployer.deploy(
-                str(config), self.ecspresso_env(d), output.add, revision=target
+                str(config),
+                self.ecspresso_env(d),
+                output.add,
+                revision=d.revision if back else None,
+                keep_service=back,
             )
             if not result.ok:
-                reason = (
-                    f"ecspresso timed out after {self.settings.ecspresso.timeout_seconds:g}s"
-                    if result.timed_out
-                    else f"ecspresso exited with {result.exit_code}"
-                )
-                raise Failed(await self.recover(d, config, before, reason), touched=False)
-            try:
-                state = await self.verify(d)
-            except BotError as exc:
-                raise Failed(f"could not verify on ECS: {exc}", touched=True) from None
+                reason = self.ecspresso_failure(result)
+                raise Failed(await self.after_failure(d, config, before, reason), touched=False)
+            state, problem = await self.checked(d)
+            if state is None:
+                raise Failed(await self.after_failure(d, config, before, problem), touched=False)
             await self.succeed(d, state)
+
+    async def checked(self, d: Deployment) -> tuple[ServiceState | None, str]:
+        """``verify`` as a value: the verified state, or None and why not."""
+        try:
+            return await self.verify(d), ""
+        except Failed as failure:
+            return None, str(failure)
+        except BotError as exc:
+            return None, f"could not verify on ECS: {exc}"
+
+    def ecspresso_failure(self, result: EcspressoResult) -> str:
+        if result.timed_out:
+            return f"ecspresso timed out after {self.settings.ecspresso.timeout_seconds:g}s"
+        if result.config_error:
+            return (
+                "a template/config error (e.g. an unset must_env) before any AWS call "
+                f"(ecspresso exited with 2{last_error(result.output)})"
+            )
+        return f"ecspresso failed (exited with {result.exit_code}{last_error(result.output)})"
+
+    async def after_failure(
+        self, d: Deployment, config: Path, before: ServiceState | None, reason: str
+    ) -> str:
+        """The reason with what happened to ECS: unchanged (no rollback), or changed and
+        rolled back (only the task definition) and verified, or why not."""
+        if before is None:
+            return f"{reason}; what ECS ran before is unknown, so nothing was rolled back"
+        try:
+            after = await self.current(d)
+        except BotError as exc:
+            return f"{reason}; ECS could not be read ({exc}), so nothing was rolled back"
+        if after is None or not after.changed_since(before):
+            return f"{reason}; ECS unchanged (revision {before.revision}), nothing rolled back"
+        digests = {c.digest for c in self.mine(d, before.containers) if c.digest}
+        target = (before.revision, digests.pop() if len(digests) == 1 else "")
+        return f"{reason}; {await self.roll_back(d, config, target)}"
+
+    async def roll_back(self, d: Deployment, config: Path, target: tuple[int, str]) -> str:
+        """Deploys ``target`` (revision, digest it ran or "") with ``--revision N
+        --no-update-service`` and verifies it like any deploy; says how it went."""
+        revision, digest = target
+        if self.deployer is None:
+            return f"rollback to revision {revision} failed: ecspresso is not configured"
+        log.warning("deploy_rolling_back", deploy=d.id, revision=revision)
+        result = await self.deployer.deploy(
+            str(config), self.ecspresso_env(d), lambda _: None, revision=revision, keep_service=True
+        )
+        if not result.ok:
+            return f"rollback to revision {revision} failed: {self.ecspresso_failure(result)}"
+        try:
+            await self.verify(d, revision=revision, digest=digest)
+        except Failed as failure:
+            return f"rollback to revision {revision} failed: {failure}"
+        except BotError as exc:
+            return f"rollback to revision {revision} failed: could not verify on ECS: {exc}"
+        return f"rolled back and verified on revision {revision}"
 
     async def current(self, d: Deployment) -> ServiceState | None:
         env = self.env(d)
@@ -176,32 +259,65 @@ class DeployRunner:
         return await self.services.state(env.cluster, env.service)
 
     async def settled(self, d: Deployment) -> ServiceState:
-        """Follow ECS until the primary deployment's rollout ends (or the wait runs out)."""
+        """Follow ECS until the primary deployment's rollout ends and its tasks run (or the
+        wait runs out)."""
         deadline = asyncio.get_running_loop().time() + self.settings.ecspresso.verify_seconds
         while True:
             state = await self.current(d)
             if state is None:
-                raise Failed("no ECS cluster/service configured to verify against", touched=True)
-            if state.rollout_state != "IN_PROGRESS" and state.deployments <= 1:
+                raise Failed("no ECS cluster/service configured to verify against")
+            if state.rollout_state == "FAILED" or (
+                state.rollout_state != "IN_PROGRESS"
+                and state.deployments <= 1
+                and state.tasks >= state.desired
+            ):
                 return state
             if asyncio.get_running_loop().time() > deadline:
-                raise Failed(f"the rollout did not settle ({state.rollout_state})", touched=True)
+                raise Failed(
+                    f"the rollout did not settle (rollout {state.rollout_state}, "
+                    f"{state.tasks} of {state.desired} tasks of revision {state.revision} "
+                    "running)"
+                )
             await asyncio.sleep(SETTLE_POLL_SECONDS)
 
-    async def verify(self, d: Deployment) -> ServiceState:
-        """ECS itself must run the requested digest with a completed rollout."""
+    def mine(
+        self, d: Deployment, containers: tuple[RunningContainer, ...]
+    ) -> list[RunningContainer]:
+        """The containers that run the model's image: those from its repository (sidecars
+        from other repositories are not the deploy's business)."""
+        repository = self.settings.models[d.model].deploy.image_repository
+        if not repository:
+            return list(containers)
+        return [c for c in containers if in_repository(c.image, repository)]
+
+    async def verify(
+        self, d: Deployment, *, revision: int | None = None, digest: str | None = None
+    ) -> ServiceState:
+        """ECS itself must run the digest: the primary deployment's tasks, their containers
+        from the model's repository, with a completed rollout (and the revision a rollback
+        asked for)."""
+        if revision is None and d.kind == "rollback":
+            revision = d.revision
+        wanted = d.digest if digest is None else digest
         state = await self.settled(d)
         if state.rollout_state != "COMPLETED":
-            raise Failed(f"the rollout ended {state.rollout_state}", touched=True)
-        digests = await self.services.image_digests(state.images) if self.services else ()
-        if d.digest and d.digest not in digests:
-            shown = ", ".join(x[:19] for x in digests if x) or "an unknown image"
+            raise Failed(f"the rollout ended {state.rollout_state} (revision {state.revision})")
+        if revision is not None and state.revision != revision:
+            raise Failed(f"ECS runs revision {state.revision}, not {revision}")
+        if not wanted:
+            return state
+        ours = self.mine(d, state.containers)
+        if not ours:
+            repository = self.settings.models[d.model].deploy.image_repository or "the model"
             raise Failed(
-                f"ECS runs {shown} (revision {state.revision}), not the requested {d.digest[:19]}",
-                touched=True,
+                f"no running task of revision {state.revision} has a container of {repository}"
             )
-        if d.kind == "rollback" and d.revision is not None and state.revision != d.revision:
-            raise Failed(f"ECS runs revision {state.revision}, not {d.revision}", touched=True)
+        wrong = sorted({c.digest for c in ours if c.digest != wanted})
+        if wrong:
+            shown = ", ".join(x[:19] if x else "a digest ECS does not report" for x in wrong)
+            raise Failed(
+                f"ECS runs {shown} (revision {state.revision}), not the requested {wanted[:19]}"
+            )
         return state
 
     async def succeed(self, d: Deployment, state: ServiceState) -> None:
@@ -215,31 +331,6 @@ class DeployRunner:
         )
         if done is not None:
             await self.cards.show(done)
-
-    async def recover(
-        self, d: Deployment, config: Path, before: ServiceState | None, reason: str
-    ) -> str:
-        """Roll back to the last good revision (task definitions stay registered); the reason
-        with what the rollback did."""
-        target = await self.good_revision(d, before)
-        if target is None or self.deployer is None:
-            return f"{reason}; no earlier good revision to roll back to"
-        result = await self.deployer.deploy(
-            str(config), self.ecspresso_env(d), lambda _: None, revision=target
-        )
-        if not result.ok:
-            return f"{reason}; the rollback to revision {target} failed too"
-        return f"{reason}; rolled back to revision {target}"
-
-    async def good_revision(self, d: Deployment, before: ServiceState | None) -> int | None:
-        """The last good deploy's revision there, else what ran before this deploy."""
-        last = await self.store.deployments.last_good(d.model, d.env, before=d.id)
-        if last is not None and last.revision is not None:
-            return last.revision
-        if before is not None:
-            return before.revision
-        fresh = await self.store.deployments.get(d.id)
-        return fresh.previous_revision if fresh is not None else None
 
     async def fail(self, d: Deployment, failure: Failed) -> None:
         reason = str(failure)
@@ -259,15 +350,29 @@ class DeployRunner:
         await self.cards.thread(
             done,
             Message(
-                text=f"{user(d.requester)} {d.kind} #{d.id} to {d.model}/{d.env} failed: {reason}"
+                text=f"{user(d.requester)} {d.kind} #{d.id} to {d.model}/{d.env} failed: "
+                f"{escape(reason)}"
             ),
         )
 
     async def recover_anew(self, d: Deployment, reason: str) -> str:
-        """Roll back when the failure came after ecspresso (verification, a crash)."""
+        """After a failure outside ``run`` (the bot crashed, or a reattached deploy did not
+        verify): roll back only if ECS no longer runs the revision recorded before the deploy."""
+        fresh = await self.store.deployments.get(d.id)
+        previous = fresh.previous_revision if fresh is not None else None
         try:
-            async with self.configs.checkout(d.model, d.env, d.sha) as config:
-                return await self.recover(d, config, None, reason)
+            now = await self.current(d)
+        except BotError as exc:
+            return f"{reason}; ECS could not be read ({exc}), so nothing was rolled back"
+        if previous is None or now is None:
+            return f"{reason}; what ECS ran before is unknown, so nothing was rolled back"
+        if now.revision == previous:
+            return f"{reason}; ECS runs revision {previous} as before, nothing rolled back"
+        last = await self.store.deployments.last_good(d.model, d.env, before=d.id)
+        digest = last.digest if last is not None and last.revision == previous else ""
+        try:
+            async with self.configs.checkout(d.model, d.env) as config:
+                return f"{reason}; {await self.roll_back(d, config, (previous, digest))}"
         except BotError as exc:
             return f"{reason}; no rollback possible: {exc}"
 
@@ -286,5 +391,7 @@ class DeployRunner:
             await self.succeed(d, await self.verify(d))
         except Failed as failure:
             await self.fail(d, failure)
+        except BotError as exc:
+            await self.fail(d, Failed(f"could not verify on ECS: {exc}"))
         finally:
             await self.store.release_lock(d.model, d.env, holder=holder)
