@@ -53,7 +53,8 @@ class Sandbox:
 
     def busy(self) -> bool:
         """True while the bot still works on a command, click or reaction it has acked."""
-        return bool(self.bot.deps.inflight.tasks)
+        processor = self.bot.interactions
+        return bool(self.bot.deps.inflight.tasks) or (processor is not None and processor.busy())
 
     def console(self, out: TextIO, session: aiohttp.ClientSession) -> Console:
         """A console that prints to ``out`` everything the bot posts from now on."""

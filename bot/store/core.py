@@ -43,6 +43,7 @@ class Store:
         self.runs = Runs(self.db)
         self.deployments = Deployments(self.db)
         self.inbox = Inbox(self.db)
+        self.interactions = Inbox(self.db, table=schema.interactions, gate=self.inbox.gate)
         self.ab = AbExperimentsStore(self.db)
         self._engine = engine
         self._timeout = timeout
