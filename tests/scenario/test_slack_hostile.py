@@ -208,9 +208,7 @@ HEADER_TEXT = st.text(
     st.characters(min_codepoint=0x20, max_codepoint=0x17F, exclude_characters="\x7f"),
     max_size=14,
 )  # what an HTTP client can send in a header: no control characters
-STAMPS = st.one_of(
-    st.none(), HEADER_TEXT, st.integers(-(2**40), 2**40).map(str), st.just("now")
-)
+STAMPS = st.one_of(st.none(), HEADER_TEXT, st.integers(-(2**40), 2**40).map(str), st.just("now"))
 
 
 @settings(
