@@ -131,7 +131,7 @@ def test_audit_prints_lines_and_json(tmp_path: Path) -> None:
 SEED = """
 import asyncio
 from bot.clock import utcnow
-from bot.domain import AuditEvent, Outcome
+from bot.domain.access import AuditEvent, Outcome
 from bot.store import Store
 
 async def main():
