@@ -128,7 +128,7 @@ async def build(settings: Settings, scrubber: SecretScrubber | None = None) -> B
         processor.wake,
         signing_secret=secret.get_secret_value() if secret else None,
     )
-    worker, ci_routes = build_ci(settings, store, notifier, backends.pipelines, progress)
+    worker, ci_routes = build_ci(settings, store, notifier, backends.pipelines, progress, metrics)
     slack_route = None if settings.slack.socket_mode else edge.http
     web_app = build_web_app(slack_route, store, metrics, extra=ci_routes)
     bot = Bot(settings, store, metrics, client, notifier, bolt, web_app, deps, worker=worker)

@@ -1,32 +1,51 @@
-"""`mlops-bot serve | sandbox | check-config | migrate | audit`."""
+"""`mlops-bot serve | sandbox | check-config | migrate | audit | inbox`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from bot.audit_cli import print_audit
-from bot.config.loading import load_settings
+from bot.config.loading import CONFIG_ENV, load_settings
 from bot.config.settings import Settings
-from bot.errors import BotError, ConfigError
+from bot.errors import BotError, ConfigError, UserInputError
+from bot.inbox_cli import print_inbox, retry_delivery
 from bot.logs import configure_logging
+
+CONFIG_HELP = "YAML config file (default: $MLOPS_BOT_CONFIG)"
 
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="mlops-bot", description=__doc__)
-    root.add_argument("--config", help="YAML config file (default: $MLOPS_BOT_CONFIG)")
+    root.add_argument("--config", help=CONFIG_HELP)
+    # --config after the subcommand too; SUPPRESS keeps an absent one from hiding the root's
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument("--config", default=argparse.SUPPRESS, help=CONFIG_HELP)
     sub = root.add_subparsers(dest="command")
-    sub.add_parser("serve", help="run the bot (the sandbox when no Slack workspace is configured)")
-    sandbox = sub.add_parser("sandbox", help="run the bot against local stand-ins with a console")
+    sub.add_parser(
+        "serve",
+        parents=[config],
+        help="run the bot (the sandbox when no Slack workspace is configured)",
+    )
+    sandbox = sub.add_parser(
+        "sandbox", parents=[config], help="run the bot against local stand-ins with a console"
+    )
     sandbox.add_argument("--script", type=Path, help="run console lines from FILE and exit")
-    sub.add_parser("check-config", help="validate the configuration and exit")
-    sub.add_parser("migrate", help="apply pending store schema migrations")
-    audit = sub.add_parser("audit", help="print the audit log")
+    sub.add_parser("check-config", parents=[config], help="validate the configuration and exit")
+    sub.add_parser("migrate", parents=[config], help="apply pending store schema migrations")
+    inbox = sub.add_parser(
+        "inbox", parents=[config], help="list webhook deliveries, or retry a failed one"
+    )
+    inbox.add_argument("action", nargs="?", choices=["list", "retry"], default="list")
+    inbox.add_argument("key", nargs="?", help="with retry: the delivery key to process again")
+    inbox.add_argument("--failed", action="store_true", help="only deliveries that failed")
+    audit = sub.add_parser("audit", parents=[config], help="print the audit log")
     audit.add_argument("--model", help="only this model")
     audit.add_argument("--since", help="ISO time or age like 30m, 12h, 7d")
     audit.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -118,8 +137,20 @@ async def sandbox(config: str | None, script: Path | None) -> int:
     return await run(Path(config) if config else None, script, sys.stdout)
 
 
+async def inbox(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "retry":
+        if not args.key:
+            raise UserInputError(
+                "usage: mlops-bot inbox retry KEY (see `mlops-bot inbox --failed`)"
+            )
+        return await retry_delivery(settings, args.key)
+    return await print_inbox(settings, failed=args.failed)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # MLOPS_BOT_CONFIG everywhere, the sandbox included, unless --config names a file
+    args.config = args.config or os.environ.get(CONFIG_ENV) or None
     command = args.command or "serve"
     if command == "check-config":
         return check_config(args.config)
@@ -142,6 +173,8 @@ async def dispatch(command: str, args: argparse.Namespace) -> int:
         return await migrate(settings)
     if command == "audit":
         return await print_audit(settings, model=args.model, since=args.since, as_json=args.json)
+    if command == "inbox":
+        return await inbox(settings, args)
     if not settings.slack.configured:
         print("no Slack workspace configured: starting the local sandbox", file=sys.stderr)
         return await sandbox(args.config, None)

@@ -48,6 +48,13 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.deliveries = Counter(
+            "mlops_bot_webhook_deliveries",
+            "GitLab webhook deliveries by outcome (processed, ignored, retried, failed)",
+            ["outcome"],
+            registry=self.registry,
+        )
+
     def ignore(self, source: str, reason: str) -> None:
         self.ignored.labels(source=source, reason=reason).inc()
 

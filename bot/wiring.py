@@ -231,6 +231,7 @@ def build_ci(
     notifier: Notifier,
     pipelines: Pipelines | None,
     progress: RunProgress,
+    metrics: Metrics,
 ) -> tuple[Worker, list[web.RouteDef]]:
     """GitLab webhook intake (/gitlab/webhook) and the worker that posts CI results after the
     200; pipelines of /train runs go to their run's card instead."""
@@ -243,7 +244,9 @@ def build_ci(
         hooks, cards, notifier, states, training=progress, logs=logs, accuracy=accuracy
     )
     retention = timedelta(hours=hooks.retention_hours)
-    worker = Worker(store.inbox, results, settle=notifier.flush, retention=retention)
+    worker = Worker(
+        store.inbox, results, settle=notifier.flush, retention=retention, metrics=metrics
+    )
     intake = webhooks.WebhookIntake(hooks, store.inbox, worker.wake)
     return worker, webhooks.routes(intake)
 
@@ -254,8 +257,8 @@ def build_bolt(settings: Settings, client: AsyncWebClient) -> AsyncApp:
         client=client,
         signing_secret=secret.get_secret_value() if secret else None,
         request_verification_enabled=not settings.slack.socket_mode,
-        # Listeners are ack + lazy: the ack runs inline (no polling) and the work runs after the
-        # response, so acks never wait on work.
+        # The edge has acked already (handlers/slack_edge.py); bolt runs each recorded
+        # interaction's listener to the end, so the processor knows when it is done.
         process_before_response=True,
         logger=None,
     )

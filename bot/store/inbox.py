@@ -52,6 +52,19 @@ class InboxItem:
     received_at: datetime
 
 
+@dataclass(frozen=True)
+class InboxRow:
+    """One stored delivery with its outcome, for `mlops-bot inbox`."""
+
+    key: str
+    kind: str
+    project: str | None
+    status: str
+    attempts: int
+    received_at: datetime
+    error: str | None
+
+
 @dataclass
 class BatchResult:
     """What became of each delivery of a batch the worker handed out, by inbox id."""
@@ -209,6 +222,30 @@ class Inbox:
         async with self.gate.hold(), self.db.write() as conn:
             result = await conn.execute(stmt)
         return result.rowcount
+
+    async def rows(self, *, status: Status | None = None, limit: int = 100) -> list[InboxRow]:
+        """The newest deliveries (of one status), newest first."""
+        t = self.table
+        query = sa.select(t).order_by(t.c.id.desc()).limit(limit)
+        if status is not None:
+            query = query.where(t.c.status == status)
+        async with self.db.read() as conn:
+            return [
+                InboxRow(r.key, r.kind, r.project, r.status, r.attempts, r.received_at, r.error)
+                for r in await conn.execute(query)
+            ]
+
+    async def retry(self, key: str) -> bool:
+        """Make a failed delivery pending again, with fresh attempts; False if there is none."""
+        t = self.table
+        stmt = (
+            t.update()
+            .where(t.c.key == key, t.c.status == Status.FAILED)
+            .values(status=Status.PENDING, attempts=0, retry_at=None, done_at=None, error=None)
+        )
+        async with self.gate.hold(), self.db.write() as conn:
+            result = await conn.execute(stmt)
+        return bool(result.rowcount)
 
     async def counts(self) -> dict[str, int]:
         """How many rows are in each status (for readiness, tests and the bench)."""
