@@ -37,6 +37,12 @@ def parser() -> argparse.ArgumentParser:
         "sandbox", parents=[config], help="run the bot against local stand-ins with a console"
     )
     sandbox.add_argument("--script", type=Path, help="run console lines from FILE and exit")
+    sandbox.add_argument(
+        "--wait-seconds",
+        type=float,
+        default=30.0,
+        help="how long `wait until TEXT` waits before the line fails (default 30)",
+    )
     sub.add_parser("check-config", parents=[config], help="validate the configuration and exit")
     sub.add_parser("migrate", parents=[config], help="apply pending store schema migrations")
     inbox = sub.add_parser(
@@ -131,10 +137,20 @@ async def serve(settings: Settings) -> int:
     return 0
 
 
-async def sandbox(config: str | None, script: Path | None) -> int:
+SANDBOX_LOG = Path(".mlops-bot") / "sandbox.log"
+
+
+async def sandbox(config: str | None, script: Path | None, wait_seconds: float = 30.0) -> int:
+    """The console shows only the conversation; the bot's own log lines go to a file."""
     from bot.sandbox.runner import run
 
-    return await run(Path(config) if config else None, script, sys.stdout)
+    SANDBOX_LOG.parent.mkdir(parents=True, exist_ok=True)
+    with SANDBOX_LOG.open("a", encoding="utf-8", buffering=1) as log_file:
+        configure_logging("info", stream=log_file)
+        print(f"(the bot's logs go to {SANDBOX_LOG})", file=sys.stderr)
+        return await run(
+            Path(config) if config else None, script, sys.stdout, wait_seconds=wait_seconds
+        )
 
 
 async def inbox(settings: Settings, args: argparse.Namespace) -> int:
@@ -165,8 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def dispatch(command: str, args: argparse.Namespace) -> int:
     if command == "sandbox":
-        configure_logging("warning", json=False)
-        return await sandbox(args.config, args.script)
+        return await sandbox(args.config, args.script, args.wait_seconds)
     settings = settings_or_exit(args.config)
     configure_logging(settings.log_level, secrets=settings.secrets())
     if command == "migrate":
