@@ -47,7 +47,6 @@ from handlers.deps import Deps
 from handlers.interactions import InteractionProcessor
 from handlers.slack_edge import SlackEdge
 from handlers.slack_requests import vocabulary
-from integrations.kubernetes.cluster import KubernetesCluster
 from integrations.slack import SlackDirectory
 
 log = structlog.get_logger(__name__)
@@ -217,7 +216,6 @@ async def stop(bot: Bot) -> None:
         log.warning("shutdown_cancelled_work", tasks=late)
     with contextlib.suppress(Exception):
         await bot.notifier.close()
-    if bot.backends is not None and isinstance(bot.backends.cluster, KubernetesCluster):
-        with contextlib.suppress(Exception):
-            await bot.backends.cluster.close()
+    if bot.backends is not None:
+        await bot.backends.close()
     await bot.store.close()

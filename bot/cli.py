@@ -76,13 +76,26 @@ def check_config(config: str | None) -> int:
         if settings.slack.configured
         else "no Slack workspace (serve starts the sandbox)"
     )
-    tools = asyncio.run(check_ecspresso(settings))
+    tools = asyncio.run(check_backends(settings)) + asyncio.run(check_ecspresso(settings))
     for problem in tools:
         print(problem, file=sys.stderr)
     if tools:
         return 1
     print(f"configuration is valid: models {models}; Slack: {mode}")
     return 0
+
+
+async def check_backends(settings: Settings) -> list[str]:
+    """What `serve` would refuse while building its adapters (a kubeconfig that is missing or
+    unreadable, no in-cluster credentials), found the same way."""
+    from bot.wiring import build_backends
+
+    try:
+        backends = await build_backends(settings)
+    except ConfigError as exc:
+        return list(exc.issues)
+    await backends.close()
+    return []
 
 
 def deploys_configured(settings: Settings) -> bool:

@@ -3,6 +3,7 @@ services of each feature. Only bot/app.py and this module name concrete classes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -63,6 +64,12 @@ class Backends:
     cluster: Cluster | None
     objects: ObjectStore | None
     files: RepoFiles | None = None
+
+    async def close(self) -> None:
+        """Close what holds connections (the Kubernetes client's session)."""
+        if isinstance(self.cluster, KubernetesCluster):
+            with contextlib.suppress(Exception):
+                await self.cluster.close()
 
 
 AWS_PASSTHROUGH = (
