@@ -11,12 +11,15 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from bot.audit_cli import print_audit
 from bot.config.loading import CONFIG_ENV, load_settings
 from bot.config.settings import Settings
 from bot.errors import BotError, ConfigError, UserInputError
 from bot.inbox_cli import print_inbox, retry_delivery
 from bot.logs import configure_logging
+from bot.store import faults
 
 CONFIG_HELP = "YAML config file (default: $MLOPS_BOT_CONFIG)"
 
@@ -197,6 +200,14 @@ async def dispatch(command: str, args: argparse.Namespace) -> int:
         return await sandbox(args.config, args.script, args.wait_seconds)
     settings = settings_or_exit(args.config)
     configure_logging(settings.log_level, secrets=settings.secrets())
+    try:
+        return await run_command(command, args, settings)
+    except (SQLAlchemyError, OSError) as err:
+        print(f"mlops-bot: {faults.describe(settings.store_url, err)}", file=sys.stderr)
+        return 1
+
+
+async def run_command(command: str, args: argparse.Namespace, settings: Settings) -> int:
     if command == "migrate":
         return await migrate(settings)
     if command == "audit":

@@ -57,6 +57,9 @@ class Routes:
             await self.store.ensure_current()
         except Exception as exc:
             return web.Response(status=503, text=f"{exc}\n")
+        problem = await self.store.probe_write()
+        if problem is not None:
+            return web.Response(status=503, text=f"the store cannot take a write: {problem}\n")
         return web.Response(text="ready\n")
 
     async def metrics_text(self, _request: web.Request) -> web.Response:

@@ -19,6 +19,7 @@ import structlog
 from aiohttp import web
 
 from bot.metrics import Metrics
+from bot.store import faults
 from bot.store.inbox import Delivery, Inbox
 from handlers.slack_requests import (
     Accept,
@@ -114,7 +115,7 @@ class SlackEdge:
         try:
             new = await self.inbox.put(delivery)
         except Exception as err:
-            reason = store_fault(err)
+            reason = faults.reason(err)[0]
             self.metrics.interactions.labels(outcome="unrecorded").inc()
             log.error("interaction_not_recorded", key=accepted.key, reason=reason)
             text = f"Nothing was started: the bot cannot record commands right now ({reason})."
@@ -127,20 +128,3 @@ class SlackEdge:
         else:
             log.info("duplicate_delivery_dropped", key=accepted.key)
         return Answer(200)
-
-
-def store_fault(err: BaseException) -> str:
-    """A short, secret-free reason a write failed (full, read-only, locked, unreachable)."""
-    text = str(getattr(err, "orig", None) or err).lower()
-    for needle, reason in (
-        ("full", "the store's disk is full"),
-        ("no space", "the store's disk is full"),
-        ("readonly", "the store is read-only"),
-        ("read-only", "the store is read-only"),
-        ("locked", "the store is busy"),
-        ("malformed", "the store file is corrupt"),
-        ("not a database", "the store file is corrupt"),
-    ):
-        if needle in text:
-            return reason
-    return f"the store is unavailable: {type(err).__name__}"
