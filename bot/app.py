@@ -44,7 +44,9 @@ from bot.wiring import (
 from bot.worker import Worker
 from handlers import actions, commands, middleware, reactions
 from handlers.deps import Deps
-from integrations.kubernetes.cluster import KubernetesCluster
+from handlers.interactions import InteractionProcessor
+from handlers.slack_edge import SlackEdge
+from handlers.slack_requests import vocabulary
 from integrations.slack import SlackDirectory
 
 log = structlog.get_logger(__name__)
@@ -72,6 +74,8 @@ class Bot:
     deploy_runner: DeployRunner | None = None
     worker: Worker | None = None
     ab_guard: AbGuard | None = None
+    interactions: InteractionProcessor | None = None
+    edge: SlackEdge | None = None
 
 
 async def build(settings: Settings, scrubber: SecretScrubber | None = None) -> Bot:
@@ -114,10 +118,20 @@ async def build(settings: Settings, scrubber: SecretScrubber | None = None) -> B
     commands.register(bolt, deps)
     actions.register(bolt, deps)
     reactions.register(bolt, deps)
-    web_bolt = None if settings.slack.socket_mode else bolt
-    worker, ci_routes = build_ci(settings, store, notifier, backends.pipelines, progress)
-    web_app = build_web_app(web_bolt, store, metrics, extra=ci_routes)
+    processor = InteractionProcessor(store.interactions, bolt, metrics)
+    secret = settings.slack.signing_secret
+    edge = SlackEdge(
+        store.interactions,
+        vocabulary(),
+        metrics,
+        processor.wake,
+        signing_secret=secret.get_secret_value() if secret else None,
+    )
+    worker, ci_routes = build_ci(settings, store, notifier, backends.pipelines, progress, metrics)
+    slack_route = None if settings.slack.socket_mode else edge.http
+    web_app = build_web_app(slack_route, store, metrics, extra=ci_routes)
     bot = Bot(settings, store, metrics, client, notifier, bolt, web_app, deps, worker=worker)
+    bot.interactions, bot.edge = processor, edge
     bot.followers = followers(settings, store, backends, progress)
     bot.followers.append(("approval-expiry", parts.approvals.expiry_loop))
     if ab.guard is not None:
@@ -133,6 +147,8 @@ async def start(bot: Bot, *, host: str | None = None, port: int | None = None) -
     await bot.store.ensure_current()
     if bot.worker is not None:
         bot.worker.start()
+    if bot.interactions is not None:
+        bot.interactions.start()
     bot.runner = web.AppRunner(bot.web_app, access_log=None)
     await bot.runner.setup()
     site = web.TCPSite(
@@ -157,13 +173,26 @@ async def start(bot: Bot, *, host: str | None = None, port: int | None = None) -
 
 
 async def connect_socket_mode(bot: Bot) -> None:
-    from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+    """Socket Mode through the same edge: record, then ack the envelope."""
+    from slack_sdk.socket_mode.aiohttp import SocketModeClient
+    from slack_sdk.socket_mode.request import SocketModeRequest
+    from slack_sdk.socket_mode.response import SocketModeResponse
 
     app_token = bot.settings.slack.app_token
-    assert app_token is not None
-    handler = AsyncSocketModeHandler(bot.bolt, app_token.get_secret_value())
-    await handler.connect_async()  # type: ignore[no-untyped-call]
-    bot.socket_handler = handler
+    edge = bot.edge
+    assert app_token is not None and edge is not None
+
+    async def on_request(client: SocketModeClient, req: SocketModeRequest) -> None:
+        answer = await edge.socket(req.type, req.payload)
+        body = answer.body if answer.status == 200 else None
+        await client.send_socket_mode_response(
+            SocketModeResponse(envelope_id=req.envelope_id, payload=body)
+        )
+
+    client = SocketModeClient(app_token=app_token.get_secret_value(), web_client=bot.client)
+    client.socket_mode_request_listeners.append(on_request)  # type: ignore[arg-type]
+    await client.connect()  # type: ignore[no-untyped-call]
+    bot.socket_handler = client
 
 
 async def stop(bot: Bot) -> None:
@@ -173,9 +202,13 @@ async def stop(bot: Bot) -> None:
         await bot.deploy_runner.drain(grace=SHUTDOWN_GRACE_SECONDS)
     if bot.socket_handler is not None:
         with contextlib.suppress(Exception):
-            await bot.socket_handler.close_async()
+            await bot.socket_handler.close()
     if bot.runner is not None:
         await bot.runner.cleanup()
+    if bot.interactions is not None:
+        left = await bot.interactions.stop(grace=SHUTDOWN_GRACE_SECONDS)
+        if left:
+            log.warning("interactions_left_pending", count=left)
     if bot.worker is not None:
         await bot.worker.stop(grace=SHUTDOWN_GRACE_SECONDS)
     late = await bot.deps.inflight.drain(grace=SHUTDOWN_GRACE_SECONDS)
@@ -183,7 +216,6 @@ async def stop(bot: Bot) -> None:
         log.warning("shutdown_cancelled_work", tasks=late)
     with contextlib.suppress(Exception):
         await bot.notifier.close()
-    if bot.backends is not None and isinstance(bot.backends.cluster, KubernetesCluster):
-        with contextlib.suppress(Exception):
-            await bot.backends.cluster.close()
+    if bot.backends is not None:
+        await bot.backends.close()
     await bot.store.close()

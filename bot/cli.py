@@ -1,21 +1,28 @@
-"""`mlops-bot serve | sandbox | check-config | migrate | audit`."""
+"""`mlops-bot serve | sandbox | check-config | migrate | audit | inbox`."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from sqlalchemy.exc import SQLAlchemyError
+
 from bot.audit_cli import print_audit
-from bot.config.loading import load_settings
+from bot.config.loading import CONFIG_ENV, load_settings
 from bot.config.settings import Settings
-from bot.errors import BotError, ConfigError
+from bot.errors import BotError, ConfigError, UserInputError
+from bot.inbox_cli import print_inbox, retry_delivery
 from bot.logs import configure_logging
+from bot.store import faults
+
+CONFIG_HELP = "YAML config file (default: $MLOPS_BOT_CONFIG)"
 
 if TYPE_CHECKING:
     from integrations.ecspresso import Ecspresso
@@ -23,14 +30,35 @@ if TYPE_CHECKING:
 
 def parser() -> argparse.ArgumentParser:
     root = argparse.ArgumentParser(prog="mlops-bot", description=__doc__)
-    root.add_argument("--config", help="YAML config file (default: $MLOPS_BOT_CONFIG)")
+    root.add_argument("--config", help=CONFIG_HELP)
+    # --config after the subcommand too; SUPPRESS keeps an absent one from hiding the root's
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument("--config", default=argparse.SUPPRESS, help=CONFIG_HELP)
     sub = root.add_subparsers(dest="command")
-    sub.add_parser("serve", help="run the bot (the sandbox when no Slack workspace is configured)")
-    sandbox = sub.add_parser("sandbox", help="run the bot against local stand-ins with a console")
+    sub.add_parser(
+        "serve",
+        parents=[config],
+        help="run the bot (the sandbox when no Slack workspace is configured)",
+    )
+    sandbox = sub.add_parser(
+        "sandbox", parents=[config], help="run the bot against local stand-ins with a console"
+    )
     sandbox.add_argument("--script", type=Path, help="run console lines from FILE and exit")
-    sub.add_parser("check-config", help="validate the configuration and exit")
-    sub.add_parser("migrate", help="apply pending store schema migrations")
-    audit = sub.add_parser("audit", help="print the audit log")
+    sandbox.add_argument(
+        "--wait-seconds",
+        type=float,
+        default=30.0,
+        help="how long `wait until TEXT` waits before the line fails (default 30)",
+    )
+    sub.add_parser("check-config", parents=[config], help="validate the configuration and exit")
+    sub.add_parser("migrate", parents=[config], help="apply pending store schema migrations")
+    inbox = sub.add_parser(
+        "inbox", parents=[config], help="list webhook deliveries, or retry a failed one"
+    )
+    inbox.add_argument("action", nargs="?", choices=["list", "retry"], default="list")
+    inbox.add_argument("key", nargs="?", help="with retry: the delivery key to process again")
+    inbox.add_argument("--failed", action="store_true", help="only deliveries that failed")
+    audit = sub.add_parser("audit", parents=[config], help="print the audit log")
     audit.add_argument("--model", help="only this model")
     audit.add_argument("--since", help="ISO time or age like 30m, 12h, 7d")
     audit.add_argument("--json", action="store_true", help="one JSON object per line")
@@ -55,13 +83,26 @@ def check_config(config: str | None) -> int:
         if settings.slack.configured
         else "no Slack workspace (serve starts the sandbox)"
     )
-    tools = asyncio.run(check_ecspresso(settings))
+    tools = asyncio.run(check_backends(settings)) + asyncio.run(check_ecspresso(settings))
     for problem in tools:
         print(problem, file=sys.stderr)
     if tools:
         return 1
     print(f"configuration is valid: models {models}; Slack: {mode}")
     return 0
+
+
+async def check_backends(settings: Settings) -> list[str]:
+    """What `serve` would refuse while building its adapters (a kubeconfig that is missing or
+    unreadable, no in-cluster credentials), found the same way."""
+    from bot.wiring import build_backends
+
+    try:
+        backends = await build_backends(settings)
+    except ConfigError as exc:
+        return list(exc.issues)
+    await backends.close()
+    return []
 
 
 def deploys_configured(settings: Settings) -> bool:
@@ -173,14 +214,36 @@ async def serve(settings: Settings) -> int:
     return 0
 
 
-async def sandbox(config: str | None, script: Path | None) -> int:
+SANDBOX_LOG = Path(".mlops-bot") / "sandbox.log"
+
+
+async def sandbox(config: str | None, script: Path | None, wait_seconds: float = 30.0) -> int:
+    """The console shows only the conversation; the bot's own log lines go to a file."""
     from bot.sandbox.runner import run
 
-    return await run(Path(config) if config else None, script, sys.stdout)
+    SANDBOX_LOG.parent.mkdir(parents=True, exist_ok=True)
+    with SANDBOX_LOG.open("a", encoding="utf-8", buffering=1) as log_file:
+        configure_logging("info", stream=log_file)
+        print(f"(the bot's logs go to {SANDBOX_LOG})", file=sys.stderr)
+        return await run(
+            Path(config) if config else None, script, sys.stdout, wait_seconds=wait_seconds
+        )
+
+
+async def inbox(settings: Settings, args: argparse.Namespace) -> int:
+    if args.action == "retry":
+        if not args.key:
+            raise UserInputError(
+                "usage: mlops-bot inbox retry KEY (see `mlops-bot inbox --failed`)"
+            )
+        return await retry_delivery(settings, args.key)
+    return await print_inbox(settings, failed=args.failed)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
+    # MLOPS_BOT_CONFIG everywhere, the sandbox included, unless --config names a file
+    args.config = args.config or os.environ.get(CONFIG_ENV) or None
     command = args.command or "serve"
     if command == "check-config":
         return check_config(args.config)
@@ -195,14 +258,23 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 async def dispatch(command: str, args: argparse.Namespace) -> int:
     if command == "sandbox":
-        configure_logging("warning", json=False)
-        return await sandbox(args.config, args.script)
+        return await sandbox(args.config, args.script, args.wait_seconds)
     settings = settings_or_exit(args.config)
     configure_logging(settings.log_level, secrets=settings.secrets())
+    try:
+        return await run_command(command, args, settings)
+    except (SQLAlchemyError, OSError) as err:
+        print(f"mlops-bot: {faults.describe(settings.store_url, err)}", file=sys.stderr)
+        return 1
+
+
+async def run_command(command: str, args: argparse.Namespace, settings: Settings) -> int:
     if command == "migrate":
         return await migrate(settings)
     if command == "audit":
         return await print_audit(settings, model=args.model, since=args.since, as_json=args.json)
+    if command == "inbox":
+        return await inbox(settings, args)
     if not settings.slack.configured:
         print("no Slack workspace configured: starting the local sandbox", file=sys.stderr)
         return await sandbox(args.config, None)

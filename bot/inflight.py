@@ -38,6 +38,8 @@ class InFlight:
             if remaining <= 0:
                 for task in pending:
                     task.cancel()
+                # their finally blocks must run now, while the store is still open
+                await asyncio.gather(*pending, return_exceptions=True)
                 return len(pending)
             await asyncio.wait(pending, timeout=remaining)
             await asyncio.sleep(0)

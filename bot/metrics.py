@@ -35,6 +35,29 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.ignored = Counter(
+            "mlops_bot_ignored_requests",
+            "Authenticated requests the bot has no use for, by source and reason",
+            ["source", "reason"],
+            registry=self.registry,
+        )
+        self.interactions = Counter(
+            "mlops_bot_interactions",
+            "Slack interactions by outcome (recorded, duplicate, processed, failed, unrecorded)",
+            ["outcome"],
+            registry=self.registry,
+        )
+
+        self.deliveries = Counter(
+            "mlops_bot_webhook_deliveries",
+            "GitLab webhook deliveries by outcome (processed, ignored, retried, failed)",
+            ["outcome"],
+            registry=self.registry,
+        )
+
+    def ignore(self, source: str, reason: str) -> None:
+        self.ignored.labels(source=source, reason=reason).inc()
+
     def slack_call(self, method: str, result: str) -> None:
         self.slack_calls.labels(method=method, result=result).inc()
 

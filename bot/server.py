@@ -1,4 +1,4 @@
-"""HTTP routes: /slack/events (bolt), /healthz, /readyz, /metrics."""
+"""HTTP routes: /slack/events (the Slack edge), /healthz, /readyz, /metrics."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ from collections.abc import Awaitable, Callable, Sequence
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
-from slack_bolt.async_app import AsyncApp
 
 from bot.metrics import Metrics
 from bot.store import Store
@@ -38,16 +36,15 @@ def count_requests(metrics: Metrics) -> Middleware:
 
 
 class Routes:
-    def __init__(self, bolt: AsyncApp | None, store: Store, metrics: Metrics) -> None:
-        self.bolt = bolt
+    def __init__(self, slack: Handler | None, store: Store, metrics: Metrics) -> None:
+        self.slack = slack
         self.store = store
         self.metrics = metrics
 
     async def slack_events(self, request: web.Request) -> web.StreamResponse:
-        if self.bolt is None:
+        if self.slack is None:
             raise web.HTTPNotFound(text="Slack runs in Socket Mode; no HTTP events here\n")
-        response = await self.bolt.async_dispatch(await to_bolt_request(request))
-        return await to_aiohttp_response(response)
+        return await self.slack(request)
 
     async def healthz(self, _request: web.Request) -> web.Response:
         return web.Response(text="ok\n")
@@ -60,6 +57,9 @@ class Routes:
             await self.store.ensure_current()
         except Exception as exc:
             return web.Response(status=503, text=f"{exc}\n")
+        problem = await self.store.probe_write()
+        if problem is not None:
+            return web.Response(status=503, text=f"the store cannot take a write: {problem}\n")
         return web.Response(text="ready\n")
 
     async def metrics_text(self, _request: web.Request) -> web.Response:
@@ -68,9 +68,10 @@ class Routes:
 
 
 def build_web_app(
-    bolt: AsyncApp | None, store: Store, metrics: Metrics, *, extra: Sequence[web.RouteDef] = ()
+    slack: Handler | None, store: Store, metrics: Metrics, *, extra: Sequence[web.RouteDef] = ()
 ) -> web.Application:
-    routes = Routes(bolt, store, metrics)
+    """``slack`` answers ``POST /slack/events``; None in Socket Mode."""
+    routes = Routes(slack, store, metrics)
     app = web.Application(middlewares=[count_requests(metrics)], client_max_size=1024 * 1024)
     app.add_routes(
         [

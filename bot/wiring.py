@@ -3,6 +3,7 @@ services of each feature. Only bot/app.py and this module name concrete classes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -64,6 +65,12 @@ class Backends:
     cluster: Cluster | None
     objects: ObjectStore | None
     files: RepoFiles | None = None
+
+    async def close(self) -> None:
+        """Close what holds connections (the Kubernetes client's session)."""
+        if isinstance(self.cluster, KubernetesCluster):
+            with contextlib.suppress(Exception):
+                await self.cluster.close()
 
 
 AWS_SECRETS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
@@ -232,6 +239,7 @@ def build_ci(
     notifier: Notifier,
     pipelines: Pipelines | None,
     progress: RunProgress,
+    metrics: Metrics,
 ) -> tuple[Worker, list[web.RouteDef]]:
     """GitLab webhook intake (/gitlab/webhook) and the worker that posts CI results after the
     200; pipelines of /train runs go to their run's card instead."""
@@ -244,7 +252,9 @@ def build_ci(
         hooks, cards, notifier, states, training=progress, logs=logs, accuracy=accuracy
     )
     retention = timedelta(hours=hooks.retention_hours)
-    worker = Worker(store.inbox, results, settle=notifier.flush, retention=retention)
+    worker = Worker(
+        store.inbox, results, settle=notifier.flush, retention=retention, metrics=metrics
+    )
     intake = webhooks.WebhookIntake(hooks, store.inbox, worker.wake)
     return worker, webhooks.routes(intake)
 
@@ -255,8 +265,8 @@ def build_bolt(settings: Settings, client: AsyncWebClient) -> AsyncApp:
         client=client,
         signing_secret=secret.get_secret_value() if secret else None,
         request_verification_enabled=not settings.slack.socket_mode,
-        # Listeners are ack + lazy: the ack runs inline (no polling) and the work runs after the
-        # response, so acks never wait on work.
+        # The edge has acked already (handlers/slack_edge.py); bolt runs each recorded
+        # interaction's listener to the end, so the processor knows when it is done.
         process_before_response=True,
         logger=None,
     )

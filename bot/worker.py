@@ -18,6 +18,7 @@ from typing import Protocol
 import structlog
 
 from bot.clock import Clock, utcnow
+from bot.metrics import Metrics
 from bot.store.inbox import BatchResult, Inbox, InboxItem
 
 log = structlog.get_logger(__name__)
@@ -45,6 +46,7 @@ class Worker:
         prune_every: float = 600.0,
         max_unsettled: int = 5000,
         clock: Clock = utcnow,
+        metrics: Metrics | None = None,
     ) -> None:
         self.inbox = inbox
         self.processor = processor
@@ -56,6 +58,7 @@ class Worker:
         self.prune_every = prune_every
         self.max_unsettled = max_unsettled
         self.clock = clock
+        self.metrics = metrics
         self._wakeup = asyncio.Event()
         self._unsettled: set[int] = set()  # effect sent, not yet marked processed
         self._settled = asyncio.Condition()
@@ -121,23 +124,40 @@ class Worker:
 
     async def _record(self, items: Sequence[InboxItem], result: BatchResult) -> None:
         if result.ignored:
+            self._count("ignored", len(result.ignored))
             for reason in set(result.ignored.values()):
                 ids = [i for i, r in result.ignored.items() if r == reason]
                 await self.inbox.mark_ignored(ids, reason)
         attempts = {item.id: item.attempts for item in items}
+        keys = {item.id: item.key for item in items}
         failures: dict[tuple[int, str], list[int]] = {}
         for item_id, error in result.failed.items():
             failures.setdefault((attempts[item_id], error), []).append(item_id)
         for (tries, error), ids in failures.items():
-            await self.inbox.mark_failed(ids, error, retry_at=self._retry_at(tries))
+            retry_at = self._retry_at(tries)
+            if retry_at is None:
+                self._count("failed", len(ids))
+                log.error(
+                    "inbox_delivery_gave_up",
+                    keys=[keys[i] for i in ids],
+                    attempts=tries + 1,
+                    error=error,
+                )
+            else:
+                self._count("retried", len(ids))
+            await self.inbox.mark_failed(ids, error, retry_at=retry_at)
         if result.done:
+            self._count("processed", len(result.done))
             self._unsettled.update(result.done)
             async with self._settled:
                 self._settled.notify_all()
 
+    def _count(self, outcome: str, n: int) -> None:
+        if self.metrics is not None:
+            self.metrics.deliveries.labels(outcome=outcome).inc(n)
+
     def _retry_at(self, attempts: int) -> datetime | None:
         if attempts + 1 >= self.max_attempts:
-            log.error("inbox_delivery_gave_up", attempts=attempts + 1)
             return None
         return self.clock() + timedelta(seconds=min(300.0, 2.0 ** (attempts + 1)))
 

@@ -15,7 +15,7 @@ from bot.views.actions import ActionId, ChangeTarget, DeployTarget, EnvTarget, R
 from bot.views.blocks import Message
 from bot.views.replies import info_reply
 from handlers.deps import Deps
-from handlers.outcome import Interaction, Reply, acknowledge, delivery_key, handle
+from handlers.outcome import Interaction, Reply, acking, delivery_key, handle
 
 Value = TypeVar("Value", bound=BaseModel)
 Work = Callable[[Interaction], Awaitable[Message | None]]
@@ -23,12 +23,12 @@ Work = Callable[[Interaction], Awaitable[Message | None]]
 
 def register(app: AsyncApp, deps: Deps) -> None:
     clicks = Clicks(deps)
-    app.action(str(ActionId.UNLOCK))(ack=acknowledge, lazy=[clicks.on_unlock])
-    app.action(str(ActionId.APPROVE))(ack=acknowledge, lazy=[clicks.on_approve])
-    app.action(str(ActionId.REJECT))(ack=acknowledge, lazy=[clicks.on_reject])
-    app.action(str(ActionId.DEPLOY_RUN))(ack=acknowledge, lazy=[clicks.on_deploy_run])
-    app.action(str(ActionId.AB_APPROVE))(ack=acknowledge, lazy=[clicks.on_ab_approve])
-    app.action(str(ActionId.AB_REJECT))(ack=acknowledge, lazy=[clicks.on_ab_reject])
+    app.action(str(ActionId.UNLOCK))(acking(clicks.on_unlock))
+    app.action(str(ActionId.APPROVE))(acking(clicks.on_approve))
+    app.action(str(ActionId.REJECT))(acking(clicks.on_reject))
+    app.action(str(ActionId.DEPLOY_RUN))(acking(clicks.on_deploy_run))
+    app.action(str(ActionId.AB_APPROVE))(acking(clicks.on_ab_approve))
+    app.action(str(ActionId.AB_REJECT))(acking(clicks.on_ab_reject))
 
 
 def button_value(body: dict[str, Any]) -> str:

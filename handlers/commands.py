@@ -11,14 +11,14 @@ from bot import intents as i
 from bot.views.blocks import Message
 from handlers import deploy_commands, train_commands
 from handlers.deps import Deps
-from handlers.outcome import Interaction, Reply, acknowledge, delivery_key, handle
+from handlers.outcome import Interaction, Reply, acking, delivery_key, handle
 from handlers.parsing import parse_deploy, parse_train
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
     commands = SlashCommands(deps)
-    app.command("/train")(ack=acknowledge, lazy=[commands.on_train])
-    app.command("/deploy")(ack=acknowledge, lazy=[commands.on_deploy])
+    app.command("/train")(acking(commands.on_train))
+    app.command("/deploy")(acking(commands.on_deploy))
 
 
 def describe(intent: i.TrainIntent | i.DeployIntent) -> tuple[str, str | None, dict[str, Any]]:

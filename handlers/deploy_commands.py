@@ -14,7 +14,7 @@ from handlers.parsing import usage
 async def dispatch(deps: Deps, actor: str, intent: i.DeployIntent) -> Message:
     match intent:
         case i.Help():
-            return info_reply(usage("deploy"))
+            return info_reply(usage("deploy", intent.topic))
         case i.DeployStart():
             d = await deps.deploys.request(actor, intent)
             waiting = " It waits for approval." if d.state.value == "awaiting approval" else ""

@@ -61,12 +61,21 @@ _USAGE = {
 }
 
 
-def usage(command: str) -> str:
-    """Full usage of ``train`` or ``deploy``: one line per subcommand, in Slack mrkdwn."""
+def usage(command: str, topic: str | None = None) -> str:
+    """Usage of ``train`` or ``deploy``, one line per subcommand in Slack mrkdwn; with a
+    ``topic`` (``ab``, ``rollback``, ...) only the lines about it."""
     try:
-        return _USAGE[command]
+        full = _USAGE[command]
     except KeyError:
         raise ValueError(f"no usage for command {command!r}") from None
+    if not topic:
+        return full
+    heading, *lines = full.split("\n")
+    word = topic.split()[0].lower()
+    about = [line for line in lines if word in re.findall(r"[a-z]+", line.split("`")[1])]
+    if not about:
+        return f"No help topic `{show(word)}`; here is everything.\n{full}"
+    return "\n".join([heading, *about])
 
 
 def show(token: str) -> str:
@@ -161,6 +170,8 @@ def options(
     seen: set[str] = set()
     for token in args:
         name, sep, value = token.partition("=")
+        if token not in flags and name and sep and not value:
+            ctx.fail(f"`{show(name)}=` needs a value after the `=` (e.g. `{show(name)}=...`).")
         if token not in flags and not (name and sep and value):
             ctx.fail(f"Expected `key=value` but got `{show(token)}`; valid here: {valid}.")
         if token not in flags and keys is not None and name not in keys:

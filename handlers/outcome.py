@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from slack_bolt.async_app import AsyncAck
+from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
 from bot.clock import utcnow
 from bot.domain.access import AuditEvent, Outcome
@@ -51,9 +51,19 @@ class Interaction:
     delivery: str | None = None
 
 
-async def acknowledge(ack: AsyncAck) -> None:
-    """The whole ack path: answer Slack now; the work runs after as a lazy listener."""
-    await ack()
+Work = Callable[[dict[str, Any], AsyncBoltContext], Awaitable[None]]
+
+
+def acking(work: Work) -> Callable[[AsyncAck, dict[str, Any], AsyncBoltContext], Awaitable[None]]:
+    """A bolt listener that acks, then runs ``work`` to the end. The edge answered Slack when it
+    recorded the interaction, so this ack only tells bolt the request was handled; the
+    processor awaits the whole listener before it marks the interaction processed."""
+
+    async def listener(ack: AsyncAck, body: dict[str, Any], context: AsyncBoltContext) -> None:
+        await ack()
+        await work(body, context)
+
+    return listener
 
 
 def delivery_key(body: dict[str, Any]) -> str | None:
@@ -63,15 +73,6 @@ def delivery_key(body: dict[str, Any]) -> str | None:
     if body.get("trigger_id"):
         return f"trigger:{body['trigger_id']}"
     return None
-
-
-async def first_delivery(deps: Deps, key: str | None) -> bool:
-    """Slack retries (X-Slack-Retry-Num) and redeliveries of one id get one effect. Checked after
-    the ack, so the ack waits on no store write."""
-    if key is None or await deps.store.claim_delivery(key):
-        return True
-    log.info("duplicate_delivery_dropped", key=key)
-    return False
 
 
 def outcome_of(error: BaseException | None) -> Outcome:
@@ -92,8 +93,6 @@ async def handle(
 ) -> None:
     """Run ``work``; reply with its message or with the one error rendering; always audit."""
     async with deps.inflight.track():
-        if not await first_delivery(deps, interaction.delivery):
-            return
         started = time.perf_counter()
         error: BaseException | None = None
         try:

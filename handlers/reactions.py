@@ -9,14 +9,17 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from bot.views.blocks import Message
 from bot.views.replies import info_reply
 from handlers.deps import Deps
-from handlers.outcome import Interaction, Reply, acknowledge, delivery_key, handle
+from handlers.outcome import Interaction, Reply, acking, delivery_key, handle
+
+
+def mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
-    async def on_reaction(
-        body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext
-    ) -> None:
-        item = event.get("item", {})
+    async def on_reaction(body: dict[str, Any], context: AsyncBoltContext) -> None:
+        event = mapping(body.get("event"))
+        item = mapping(event.get("item"))
         channel, ts = str(item.get("channel", "")), str(item.get("ts", ""))
         actor = str(event.get("user", ""))
         added = event.get("type") == "reaction_added"
@@ -38,5 +41,5 @@ def register(app: AsyncApp, deps: Deps) -> None:
 
         await handle(deps, interaction, Reply(deps.chat, channel, actor), work)
 
-    app.event("reaction_added")(ack=acknowledge, lazy=[on_reaction])
-    app.event("reaction_removed")(ack=acknowledge, lazy=[on_reaction])
+    app.event("reaction_added")(acking(on_reaction))
+    app.event("reaction_removed")(acking(on_reaction))

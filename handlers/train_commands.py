@@ -13,7 +13,7 @@ from handlers.parsing import usage
 async def dispatch(training: Training, actor: str, intent: i.TrainIntent) -> Message:
     match intent:
         case i.Help():
-            return info_reply(usage("train"))
+            return info_reply(usage("train", intent.topic))
         case i.TrainStart():
             run = await training.start(actor, intent)
             return info_reply(

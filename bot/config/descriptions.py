@@ -107,6 +107,16 @@ DESCRIPTIONS: dict[str, Doc] = {
         "Per-project secret tokens; a project listed here must use its own.",
         "{ml/fraud: ...}",
     ),
+    "webhooks.signing_token": D(
+        "The webhook's signing token (GitLab 19+): deliveries must then carry a valid "
+        "`webhook-signature` (Standard Webhooks, HMAC-SHA256 over id.timestamp.body); "
+        "a `whsec_` token is base64 after the prefix. Env: GITLAB_WEBHOOK_SIGNING_TOKEN.",
+        "whsec_...",
+    ),
+    "webhooks.signature_tolerance_seconds": D(
+        "How far a signed delivery's `webhook-timestamp` may be from now (replay window).",
+        "300",
+    ),
     "webhooks.retention_hours": D(
         "How long processed deliveries are kept (and redeliveries recognised).", "72"
     ),

@@ -27,6 +27,7 @@ ENV_KEYS: dict[str, tuple[str, ...]] = {
     "GITLAB_URL": ("gitlab", "url"),
     "GITLAB_TOKEN": ("gitlab", "token"),
     "GITLAB_WEBHOOK_SECRET": ("webhooks", "secret"),
+    "GITLAB_WEBHOOK_SIGNING_TOKEN": ("webhooks", "signing_token"),
     "AWS_REGION": ("aws", "region"),
     "AWS_ENDPOINT_URL": ("aws", "endpoint_url"),
     "KUBECONFIG": ("kubernetes", "kubeconfig"),
@@ -69,5 +70,6 @@ class Settings(Strict):
         values.append(self.gitlab.token)
         values.extend(self.gitlab.trigger_tokens.values())
         values.append(self.webhooks.secret)
+        values.append(self.webhooks.signing_token)
         values.extend(self.webhooks.project_secrets.values())
         return [v.get_secret_value() for v in values if v is not None]

@@ -88,6 +88,8 @@ class WebhookSettings(BaseModel):
 
     secret: SecretStr | None = None
     project_secrets: dict[str, SecretStr] = Field(default_factory=dict)
+    signing_token: SecretStr | None = None
+    signature_tolerance_seconds: float = Field(default=300.0, ge=10, le=3600)
     retention_hours: float = Field(default=72.0, gt=0, le=24 * 90)
     state_retention_days: float = Field(default=30.0, gt=0, le=3650)
     routes: list[Route] = Field(default_factory=list)

@@ -144,6 +144,7 @@ class Deployment(Card):
     commit_title: str | None = None
     commit_url: str | None = None
     job_url: str | None = None
+    job_id: int | None = None
     environment_url: str | None = None
     user: str | None = None
     changed_at: str | None = None

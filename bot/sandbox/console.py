@@ -58,6 +58,11 @@ class Console:
     control_file: Path | None = None
     busy: Callable[[], bool] = lambda: False
     metrics: Callable[[str], str] | None = None  # bot.sandbox.fixtures.ab.MetricsLine
+    wait_timeout: float = WAIT_UNTIL_TIMEOUT
+    changes: int = 0  # how many posts and edits this console has seen
+    changed: dict[tuple[str, str], int] = field(default_factory=dict)  # message -> change no.
+    line_started: int = 0  # the change count when the current line began
+    previous_started: int = 0  # ... and when the line before it began
 
     def touch(self) -> None:
         self.last_activity = time.monotonic()
@@ -65,13 +70,21 @@ class Console:
     def on_slack(self, message: Any, kind: str) -> None:
         """Stand-in subscriber: print what the bot posted and note that it is still busy."""
         self.touch()
+        self.changes += 1
+        self.changed[(message.channel, message.ts)] = self.changes
         self.transcript.write(message, kind)
+
+    def fresh(self, message: Any) -> bool:
+        """Posted or edited since the previous console line began (so `wait until` never
+        matches what an earlier command already showed)."""
+        return self.changed.get((message.channel, message.ts), 0) > self.previous_started
 
     async def execute(self, line: str) -> bool:
         """Run one line; False means quit."""
         line = line.strip()
         if not line or line.startswith("#"):
             return True
+        self.previous_started, self.line_started = self.line_started, self.changes
         word, _, rest = line.partition(" ")
         if word in ("quit", "exit"):
             return False
@@ -271,15 +284,27 @@ class Console:
             seconds = float(rest)
         except ValueError:
             raise ConsoleError("wait takes seconds (`wait 2`) or `wait until TEXT`") from None
-        await asyncio.sleep(max(0.0, min(seconds, 600.0)))
+        seconds = max(0.0, min(seconds, 600.0))
+        self.transcript.say(f"(waiting {seconds:g} s; lines typed meanwhile run after)")
+        await asyncio.sleep(seconds)
 
     async def wait_until(self, text: str) -> None:
         def shown() -> bool:
-            return any(text in self.transcript.entry(m, "posted") for m in self.slack.messages)
+            return any(
+                text in self.transcript.entry(m, "posted")
+                for m in self.slack.messages
+                if self.fresh(m)
+            )
+
+        if not shown():
+            self.transcript.say(
+                f"(waiting up to {self.wait_timeout:g} s for {text!r}; "
+                "lines typed meanwhile run after)"
+            )
 
         try:
-            await self.slack.wait_for(shown, timeout=WAIT_UNTIL_TIMEOUT)
+            await self.slack.wait_for(shown, timeout=self.wait_timeout)
         except TimeoutError:
             raise ConsoleError(
-                f"timed out after {WAIT_UNTIL_TIMEOUT:.0f}s waiting for {text!r}"
+                f"timed out after {self.wait_timeout:g}s waiting for {text!r}"
             ) from None

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import resources
@@ -53,7 +53,8 @@ class Sandbox:
 
     def busy(self) -> bool:
         """True while the bot still works on a command, click or reaction it has acked."""
-        return bool(self.bot.deps.inflight.tasks)
+        processor = self.bot.interactions
+        return bool(self.bot.deps.inflight.tasks) or (processor is not None and processor.busy())
 
     def console(self, out: TextIO, session: aiohttp.ClientSession) -> Console:
         """A console that prints to ``out`` everything the bot posts from now on."""
@@ -106,20 +107,42 @@ def banner(sandbox: Sandbox) -> str:
     )
 
 
-async def read_lines(script: Path | None) -> AsyncIterator[str]:
+async def read_lines(script: Path | None, prompt: Callable[[], None]) -> AsyncIterator[str]:
     if script is not None:
         text = await asyncio.to_thread(script.read_text, encoding="utf-8")
         for line in text.splitlines():
             yield line
         return
-    while True:
-        line = await asyncio.to_thread(sys.stdin.readline)
-        if not line:
-            return
+    async for line in stdin_lines(prompt):
         yield line
 
 
-async def run(config: Path | None, script: Path | None, out: TextIO) -> int:
+async def stdin_lines(prompt: Callable[[], None]) -> AsyncIterator[str]:
+    """Lines from stdin without a blocking thread, so Ctrl-C ends the console at once."""
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    try:
+        transport, _ = await loop.connect_read_pipe(
+            lambda: asyncio.StreamReaderProtocol(reader), sys.stdin
+        )
+    except (ValueError, OSError):  # stdin is a plain file: read it in a thread, line by line
+        while line := await asyncio.to_thread(sys.stdin.readline):
+            yield line
+        return
+    try:
+        while True:
+            prompt()
+            data = await reader.readline()
+            if not data:
+                return
+            yield data.decode("utf-8", errors="replace")
+    finally:
+        transport.close()
+
+
+async def run(
+    config: Path | None, script: Path | None, out: TextIO, *, wait_seconds: float = 30.0
+) -> int:
     """Run the console; 0 when every line ran, 1 when a line failed or the bot stopped."""
     failures = 0
     async with (
@@ -127,9 +150,17 @@ async def run(config: Path | None, script: Path | None, out: TextIO) -> int:
         aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
     ):
         console = sandbox.console(out, session)
+        console.wait_timeout = wait_seconds
         transcript = console.transcript
         transcript.say(banner(sandbox))
-        async for line in read_lines(script):
+        interactive = script is None and sys.stdin.isatty()
+
+        def prompt() -> None:
+            if interactive:
+                out.write(f"@{console.person.name}> ")
+                out.flush()
+
+        async for line in read_lines(script, prompt):
             if script is not None and line.strip():
                 transcript.say(f"> {line.rstrip()}")
             try:

@@ -37,7 +37,7 @@ def gitlab_headers(
     given: a redelivery carries the same Idempotency-Key)."""
     try:
         kind = str(json.loads(body).get("object_kind", ""))
-    except (ValueError, AttributeError):
+    except (ValueError, AttributeError, RecursionError):
         kind = ""
     return {
         "Content-Type": "application/json",

@@ -13,7 +13,7 @@ from bot.domain.access import AuditEvent
 from bot.domain.cards import CardRef
 from bot.domain.deploys import Freeze, Lock
 from bot.errors import Conflict
-from bot.store import migrations, rows, schema
+from bot.store import faults, migrations, rows, schema
 from bot.store.ab import AbExperimentsStore
 from bot.store.db import Database
 from bot.store.deployments import Deployments
@@ -43,6 +43,7 @@ class Store:
         self.runs = Runs(self.db)
         self.deployments = Deployments(self.db)
         self.inbox = Inbox(self.db)
+        self.interactions = Inbox(self.db, table=schema.interactions, gate=self.inbox.gate)
         self.ab = AbExperimentsStore(self.db)
         self._engine = engine
         self._timeout = timeout
@@ -108,6 +109,21 @@ class Store:
         except Exception:
             return False
         return True
+
+    async def probe_write(self) -> str | None:
+        """None when the store takes a write now; else what is wrong (full, read-only, ...)."""
+        table = schema.deliveries
+        stmt = self._insert(table).values(key="readyz-probe", claimed_at=_now())
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[table.c.key], set_={"claimed_at": stmt.excluded.claimed_at}
+        )
+        try:
+            async with asyncio.timeout(min(self._timeout, PING_TIMEOUT)):
+                async with self._write() as conn:
+                    await conn.execute(stmt)
+        except Exception as err:
+            return faults.reason(err)[0]
+        return None
 
     # -- deliveries -------------------------------------------------------------------------
 

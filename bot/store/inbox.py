@@ -17,7 +17,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bot.store.db import Database, now
-from bot.store.schema import inbox as table
+from bot.store.schema import inbox
 from bot.store.write_gate import WriteGate
 
 
@@ -50,6 +50,19 @@ class InboxItem:
     body: str
     attempts: int
     received_at: datetime
+
+
+@dataclass(frozen=True)
+class InboxRow:
+    """One stored delivery with its outcome, for `mlops-bot inbox`."""
+
+    key: str
+    kind: str
+    project: str | None
+    status: str
+    attempts: int
+    received_at: datetime
+    error: str | None
 
 
 @dataclass
@@ -87,9 +100,17 @@ def _item(row: sa.Row[Any]) -> InboxItem:
 
 
 class Inbox:
-    def __init__(self, db: Database, *, max_batch: int = 500) -> None:
+    def __init__(
+        self,
+        db: Database,
+        *,
+        table: sa.Table = inbox,
+        gate: WriteGate | None = None,
+        max_batch: int = 500,
+    ) -> None:
         self.db = db
-        self.gate = WriteGate(enabled=db.engine.dialect.name == "sqlite")
+        self.table = table
+        self.gate = gate or WriteGate(enabled=db.engine.dialect.name == "sqlite")
         self.max_batch = max_batch
         self._queue: list[tuple[Delivery, asyncio.Future[bool]]] = []
         self._writer: asyncio.Task[None] | None = None
@@ -133,10 +154,10 @@ class Inbox:
     async def put_many(self, deliveries: Sequence[Delivery]) -> list[bool]:
         """Store several deliveries in one transaction; for each, False when already stored."""
         at = now()
-        stmt = self.db.insert(table).values([_values(d, at) for d in deliveries])
-        stmt = stmt.on_conflict_do_nothing(index_elements=[table.c.key])
+        stmt = self.db.insert(self.table).values([_values(d, at) for d in deliveries])
+        stmt = stmt.on_conflict_do_nothing(index_elements=[self.table.c.key])
         async with self.gate.hold(urgent=True), self.db.write() as conn:
-            stored = set((await conn.execute(stmt.returning(table.c.key))).scalars())
+            stored = set((await conn.execute(stmt.returning(self.table.c.key))).scalars())
         seen: set[str] = set()
         result = []
         for delivery in deliveries:
@@ -146,17 +167,22 @@ class Inbox:
 
     async def next_batch(self, limit: int, *, skip: Collection[int] = ()) -> list[InboxItem]:
         """The oldest pending deliveries that are due, leaving out the ids in ``skip``."""
-        due = sa.or_(table.c.retry_at.is_(None), table.c.retry_at <= now())
+        due = sa.or_(self.table.c.retry_at.is_(None), self.table.c.retry_at <= now())
         query = (
-            sa.select(table)
-            .where(table.c.status == Status.PENDING, due)
-            .order_by(table.c.id)
+            sa.select(self.table)
+            .where(self.table.c.status == Status.PENDING, due)
+            .order_by(self.table.c.id)
             .limit(limit)
         )
         if skip:
-            query = query.where(table.c.id.not_in(list(skip)))
+            query = query.where(self.table.c.id.not_in(list(skip)))
         async with self.db.read() as conn:
             return [_item(row) for row in await conn.execute(query)]
+
+    def _pending(self, ids: list[int]) -> sa.Update:
+        """An update of the rows with ``ids`` that are still pending."""
+        t = self.table
+        return t.update().where(t.c.id.in_(ids), t.c.status == Status.PENDING)
 
     async def mark_processed(self, ids: Iterable[int]) -> None:
         await self._finish(ids, Status.PROCESSED, None)
@@ -168,7 +194,7 @@ class Inbox:
         self, ids: Iterable[int], error: str, *, retry_at: datetime | None
     ) -> None:
         """Count a failed attempt: try again at ``retry_at``, or give up when it is None."""
-        values: dict[str, Any] = {"attempts": table.c.attempts + 1, "error": error[:2000]}
+        values: dict[str, Any] = {"attempts": self.table.c.attempts + 1, "error": error[:2000]}
         if retry_at is None:
             values |= {"status": Status.FAILED, "done_at": now(), "retry_at": None}
         else:
@@ -176,7 +202,7 @@ class Inbox:
         wanted = list(ids)
         if not wanted:
             return
-        stmt = table.update().where(table.c.id.in_(wanted), table.c.status == Status.PENDING)
+        stmt = self._pending(wanted)
         async with self.gate.hold(), self.db.write() as conn:
             await conn.execute(stmt.values(values))
 
@@ -184,29 +210,57 @@ class Inbox:
         wanted = list(ids)
         if not wanted:
             return
-        stmt = table.update().where(table.c.id.in_(wanted), table.c.status == Status.PENDING)
+        stmt = self._pending(wanted)
         async with self.gate.hold(), self.db.write() as conn:
             await conn.execute(stmt.values(status=status, done_at=now(), error=error))
 
     async def prune(self, older_than: datetime) -> int:
         """Delete rows finished before ``older_than``; pending rows always stay."""
-        stmt = table.delete().where(table.c.status != Status.PENDING, table.c.done_at < older_than)
+        stmt = self.table.delete().where(
+            self.table.c.status != Status.PENDING, self.table.c.done_at < older_than
+        )
         async with self.gate.hold(), self.db.write() as conn:
             result = await conn.execute(stmt)
         return result.rowcount
 
+    async def rows(self, *, status: Status | None = None, limit: int = 100) -> list[InboxRow]:
+        """The newest deliveries (of one status), newest first."""
+        t = self.table
+        query = sa.select(t).order_by(t.c.id.desc()).limit(limit)
+        if status is not None:
+            query = query.where(t.c.status == status)
+        async with self.db.read() as conn:
+            return [
+                InboxRow(r.key, r.kind, r.project, r.status, r.attempts, r.received_at, r.error)
+                for r in await conn.execute(query)
+            ]
+
+    async def retry(self, key: str) -> bool:
+        """Make a failed delivery pending again, with fresh attempts; False if there is none."""
+        t = self.table
+        stmt = (
+            t.update()
+            .where(t.c.key == key, t.c.status == Status.FAILED)
+            .values(status=Status.PENDING, attempts=0, retry_at=None, done_at=None, error=None)
+        )
+        async with self.gate.hold(), self.db.write() as conn:
+            result = await conn.execute(stmt)
+        return bool(result.rowcount)
+
     async def counts(self) -> dict[str, int]:
         """How many rows are in each status (for readiness, tests and the bench)."""
-        query = sa.select(table.c.status, sa.func.count()).group_by(table.c.status)
+        query = sa.select(self.table.c.status, sa.func.count()).group_by(self.table.c.status)
         async with self.db.read() as conn:
             rows = await conn.execute(query)
             return {str(status): int(n) for status, n in rows}
 
     async def next_due(self, *, skip: Collection[int] = ()) -> datetime | None:
         """When the earliest pending delivery that waits for a retry becomes due."""
-        query = sa.select(sa.func.min(table.c.retry_at)).where(table.c.status == Status.PENDING)
+        query = sa.select(sa.func.min(self.table.c.retry_at)).where(
+            self.table.c.status == Status.PENDING
+        )
         if skip:
-            query = query.where(table.c.id.not_in(list(skip)))
+            query = query.where(self.table.c.id.not_in(list(skip)))
         async with self.db.read() as conn:
             value = await conn.scalar(query)
         return value if isinstance(value, datetime) else None

@@ -21,6 +21,7 @@ from bot.store.versions import (
     v003_runs,
     v004_deployments,
     v005_ab,
+    v006_interactions,
 )
 
 # Key of the PostgreSQL advisory lock that serialises `migrate` across processes ("mlopsbot").
@@ -40,6 +41,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(3, v003_runs.DESCRIPTION, v003_runs.apply),
     Migration(4, v004_deployments.DESCRIPTION, v004_deployments.apply),
     Migration(5, v005_ab.DESCRIPTION, v005_ab.apply),
+    Migration(6, v006_interactions.DESCRIPTION, v006_interactions.apply),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import typing
 from dataclasses import fields
 from enum import StrEnum
@@ -12,21 +13,46 @@ import sqlalchemy as sa
 T = TypeVar("T")
 
 
+@functools.cache
 def columns(table: sa.Table) -> frozenset[str]:
     return frozenset(c.name for c in table.columns)
 
 
-def from_row(cls: type[T], row: sa.Row[Any], table: sa.Table, **extra: Any) -> T:
-    """Build ``cls`` from the row's columns (enum fields are rebuilt from their values)."""
+Plan = tuple[tuple[str, type[StrEnum] | None], ...]
+_PLANS: dict[tuple[type[Any], str], Plan] = {}
+
+
+def plan(cls: type[Any], table: sa.Table) -> Plan:
+    """Which fields come from the table and which of them are enums: worked out once per
+    class (``get_type_hints`` is far too slow to call per row)."""
+    known = _PLANS.get((cls, table.name))
+    if known is None:
+        known = _PLANS[(cls, table.name)] = _plan(cls, table)
+    return known
+
+
+def _plan(cls: type[Any], table: sa.Table) -> Plan:
     names = columns(table)
     hints = typing.get_type_hints(cls)
-    values: dict[str, Any] = {}
-    for f in fields(cls):  # type: ignore[arg-type]
-        if f.name not in names or f.name in extra:
+    steps: list[tuple[str, type[StrEnum] | None]] = []
+    for f in fields(cls):
+        if f.name not in names:
             continue
-        value, kind = getattr(row, f.name), hints.get(f.name)
-        is_enum = isinstance(kind, type) and issubclass(kind, StrEnum)
-        values[f.name] = kind(value) if is_enum and value is not None else value  # type: ignore[misc]
+        kind = hints.get(f.name)
+        steps.append(
+            (f.name, kind if isinstance(kind, type) and issubclass(kind, StrEnum) else None)
+        )
+    return tuple(steps)
+
+
+def from_row(cls: type[T], row: sa.Row[Any], table: sa.Table, **extra: Any) -> T:
+    """Build ``cls`` from the row's columns (enum fields are rebuilt from their values)."""
+    values: dict[str, Any] = {}
+    for name, enum in plan(cls, table):
+        if name in extra:
+            continue
+        value = getattr(row, name)
+        values[name] = enum(value) if enum is not None and value is not None else value
     return cls(**values, **extra)
 
 

@@ -126,6 +126,32 @@ inbox = sa.Table(
     sa.Index("ix_inbox_done_at", "done_at"),
 )
 
+
+def inbox_table(name: str, md: sa.MetaData) -> sa.Table:
+    """An inbox: one row per delivery key, ``pending`` until its effect is out."""
+    return sa.Table(
+        name,
+        md,
+        sa.Column("id", bigint_pk(), primary_key=True, autoincrement=True),
+        sa.Column("key", sa.String(255), nullable=False),
+        sa.Column("kind", sa.String(64), nullable=False),
+        sa.Column("project", sa.String(255), nullable=True),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("body", sa.Text, nullable=False),
+        sa.Column("received_at", UTCDateTime, nullable=False),
+        sa.Column("attempts", sa.Integer, nullable=False),
+        sa.Column("retry_at", UTCDateTime, nullable=True),
+        sa.Column("done_at", UTCDateTime, nullable=True),
+        sa.Column("error", sa.Text, nullable=True),
+        sa.UniqueConstraint("key", name=f"uq_{name}_key"),
+        sa.Index(f"ix_{name}_status_id", "status", "id"),
+        sa.Index(f"ix_{name}_done_at", "done_at"),
+    )
+
+
+# Slack commands, clicks and reactions, recorded before the ack and processed from here.
+interactions = inbox_table("interactions", metadata)
+
 # What each CI card shows (a pipeline, merge request or deployment), merged from its events.
 ci_state = sa.Table(
     "ci_state",

@@ -169,8 +169,11 @@ def deployment_card(deployment: Deployment) -> Message:
     target = link(deployment.environment_url, deployment.environment or "an environment")
     head = (
         f"{icon(deployment.status)} *Deployment to {target}* {word(deployment.status)}"
-        f" · {link(deployment.job_url, f'#{deployment.id}')}"
+        f" · deployment #{deployment.id}"
     )
+    if deployment.job_url:
+        label = f"job #{deployment.job_id}" if deployment.job_id else "job"
+        head += f" · {link(deployment.job_url, label)}"
     lines = [head]
     if deployment.short_sha:
         commit = link(deployment.commit_url, deployment.short_sha)

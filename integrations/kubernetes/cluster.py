@@ -7,14 +7,17 @@ connections and timeouts. The API server's 400/422 become UserInputError quoting
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 import pydantic
+import yaml
 from kubernetes.aio.client import ApiClient, ApiException, BatchV1Api, Configuration, CoreV1Api
 from kubernetes.aio.config import load_incluster_config, new_client_from_config
+from kubernetes.aio.config.config_exception import ConfigException
 from tenacity import (
     AsyncRetrying,
     retry_if_exception,
@@ -22,7 +25,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from bot.errors import BotError, Conflict, ExternalError, UserInputError
+from bot.errors import BotError, ConfigError, Conflict, ExternalError, UserInputError
 from bot.ports import JobSpec, JobUpdate, NodeGpus, PendingGpuJob
 from integrations.kubernetes import manifests as kube_jobs
 from integrations.kubernetes.manifests import JOB_NAME_LABEL, api_message, describe, is_transient
@@ -221,12 +224,31 @@ class KubernetesCluster:
 
 async def api_client(kubeconfig: str | Path | None) -> ApiClient:
     """An asyncio API client from a kubeconfig file, or from the pod's service account when
-    ``kubeconfig`` is None (the bot running inside the cluster)."""
+    ``kubeconfig`` is None (the bot running inside the cluster). A config that cannot be
+    loaded is a ConfigError naming the setting, what is wrong and what would be right."""
     if kubeconfig is None:
         configuration = Configuration()
-        load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        try:
+            load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        except ConfigException as err:
+            raise ConfigError(
+                [
+                    "kubernetes.kubeconfig: not set and the bot is not running inside a cluster "
+                    f"({err}); set kubernetes.kubeconfig (or KUBECONFIG) to a kubeconfig file"
+                ]
+            ) from None
         return ApiClient(configuration=configuration)
-    client: ApiClient = await new_client_from_config(config_file=str(kubeconfig))  # type: ignore[no-untyped-call]
+    path = Path(kubeconfig)
+    if not await asyncio.to_thread(path.is_file):
+        raise ConfigError(
+            [f"kubernetes.kubeconfig: no file at {path}; point it (or KUBECONFIG) at a kubeconfig"]
+        )
+    try:
+        client: ApiClient = await new_client_from_config(config_file=str(path))  # type: ignore[no-untyped-call]
+    except (ConfigException, ValueError, OSError, yaml.YAMLError) as err:
+        raise ConfigError(
+            [f"kubernetes.kubeconfig: {path} cannot be used: {str(err).splitlines()[0][:200]}"]
+        ) from None
     return client
 
 

@@ -144,3 +144,50 @@ async def main():
 
 asyncio.run(main())
 """
+
+
+def kubernetes_config(tmp_path: Path) -> Path:
+    config = tmp_path / "k8s.yaml"
+    config.write_text(
+        "store:\n"
+        f"  url: sqlite:///{tmp_path / 'k8s.db'}\n"
+        "models:\n"
+        "  fraud:\n"
+        "    channel: '#ml-fraud'\n"
+        "    training:\n"
+        "      backend: kubernetes\n"
+        "      kubernetes:\n"
+        "        image: registry.example.com/fraud-train:1\n"
+    )
+    return config
+
+
+def test_a_missing_kubeconfig_is_one_clear_line_for_check_config_and_serve(
+    tmp_path: Path,
+) -> None:
+    config = kubernetes_config(tmp_path)
+    env = {
+        "KUBECONFIG": str(tmp_path / "no-such-kubeconfig"),
+        "SLACK_BOT_TOKEN": SECRET,
+        "SLACK_SIGNING_SECRET": "shh-signing",
+        "MLOPS_BOT_PORT": "0",
+    }
+    checked = run("check-config", "--config", str(config), env=env)
+    assert checked.returncode == 1
+    assert f"kubernetes.kubeconfig: no file at {tmp_path / 'no-such-kubeconfig'}" in checked.stderr
+    assert "Traceback" not in checked.stderr
+    assert run("migrate", "--config", str(config), env=env).returncode == 0
+    served = run("serve", "--config", str(config), env=env)
+    assert served.returncode == 1
+    assert "kubernetes.kubeconfig: no file at" in served.stderr
+    assert "Traceback" not in served.stderr
+
+
+def test_config_env_and_flag_after_the_subcommand_both_work(tmp_path: Path) -> None:
+    config = kubernetes_config(tmp_path)
+    env = {"KUBECONFIG": str(tmp_path / "missing")}
+    by_env = run("check-config", env=env | {"MLOPS_BOT_CONFIG": str(config)})
+    after = run("check-config", "--config", str(config), env=env)
+    before = run("--config", str(config), "check-config", env=env)
+    assert by_env.stderr == after.stderr == before.stderr
+    assert "kubernetes.kubeconfig" in by_env.stderr

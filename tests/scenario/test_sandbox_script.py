@@ -41,3 +41,34 @@ def test_a_failing_line_makes_the_script_fail(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert "no sandbox user '@mallory'" in result.stdout
     assert "> /deploy fraud status" not in result.stdout
+
+
+def readme_loop() -> str:
+    """The console lines of the README's loop block, exactly as a newcomer copies them."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    after = readme.split("The whole loop, as `docs/sandbox-deploy.txt` runs it:", 1)[1]
+    return after.split("```", 2)[1].strip("\n")
+
+
+def test_the_readme_loop_runs_verbatim(tmp_path: Path) -> None:
+    script = tmp_path / "readme-loop.txt"
+    script.write_text(readme_loop() + "\n")
+    result = run_script(script)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-2000:]
+    assert "!!" not in result.stdout
+    assert "revision 1 verified on ECS" in result.stdout.split("> /deploy fraud rollback prod")[1]
+
+
+def test_wait_until_only_matches_what_came_after_the_previous_line(tmp_path: Path) -> None:
+    script = tmp_path / "stale.txt"
+    script.write_text('/deploy fraud lock stg reason="x"\n/deploy help\nwait until is locked by\n')
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "sandbox", "--script", str(script), "--wait-seconds", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "timed out after 2s waiting for 'is locked by'" in result.stdout

@@ -154,3 +154,26 @@ async def test_help_lists_every_subcommand(console: Console, sandbox: Sandbox) -
 
 async def reactions_seen(store: Store) -> bool:
     return any(e.action == "reaction.reaction_added" for e in await store.audit_events())
+
+
+async def test_an_acked_command_survives_a_stop_before_it_ran(
+    sandbox: Sandbox, http: aiohttp.ClientSession
+) -> None:
+    """Acked means recorded: the processor is stopped (as a crash right after the ack would
+    leave it), the command is acked, and the next start runs it once and replies."""
+    assert sandbox.bot.interactions is not None
+    await sandbox.bot.interactions.stop(grace=0)
+    body = command_body(sandbox, 'fraud lock stg reason="after restart"', trigger="t-crash")
+    assert (await post(http, sandbox, body, signed_headers(SIGNING_SECRET, body))).status == 200
+    assert await sandbox.bot.store.get_lock("fraud", "stg") is None
+    assert (await sandbox.bot.store.interactions.counts()) == {"pending": 1}
+    await sandbox.restart()
+    await sandbox.slack.wait_for(lambda: bool(ephemerals(sandbox, "U0ALICE")))
+    lock = await sandbox.bot.store.get_lock("fraud", "stg")
+    assert lock is not None and lock.reason == "after restart"
+    await eventually(lambda: processed(sandbox.bot.store))
+    assert len(ephemerals(sandbox, "U0ALICE")) == 1
+
+
+async def processed(store: Store) -> bool:
+    return await store.interactions.counts() == {"processed": 1}

@@ -109,7 +109,7 @@ def test_train_parses(text: str, expected: object) -> None:
         ("fraud cancel 0", ["`0`", "positive number"]),
         ("fraud status 42 43", ["Unexpected `43`", "`/train status`"]),
         ("fraud =x", ["`=x`", "`key=value`"]),
-        ("fraud k=", ["`k=`", "`key=value`"]),
+        ("fraud k=", ["`k=`", "needs a value"]),
         ("fraud lr=1 k", ["`k`", "`key=value`"]),
         ("fraud lr=1 lr=2", ["`lr`", "twice"]),
         ("fraud ref=a ref=b", ["`ref`", "twice"]),
@@ -244,7 +244,7 @@ def test_deploy_parses(text: str, expected: object) -> None:
         ("fraud status qa", ["Unknown environment `qa`"]),
         ("fraud unlock", ["needs an environment"]),
         ("fraud lock prod", ["`/deploy lock` needs `reason="]),
-        ('fraud lock prod reason=""', ["`reason=`", "`key=value`"]),
+        ('fraud lock prod reason=""', ["`reason=`", "needs a value"]),
         ('fraud lock prod reason="   "', ["needs `reason="]),
         (f'fraud lock prod reason="{"x" * 301}"', ["301", "300"]),
         ('fraud lock prod reason="a\nb"', ["one line"]),
@@ -378,3 +378,16 @@ def test_valid_refs(ref: str) -> None:
 )
 def test_invalid_refs(ref: str) -> None:
     assert not is_valid_ref(ref)
+
+
+def test_an_option_without_a_value_says_it_needs_one() -> None:
+    with pytest.raises(UserInputError, match=r"`ref=` needs a value after the `=`"):
+        parse_train("fraud ref=", CATALOG)
+
+
+def test_help_on_a_topic_shows_only_that_topic() -> None:
+    text = usage("deploy", "ab")
+    lines = text.splitlines()[1:]
+    assert lines and all(" ab " in line for line in lines)
+    assert "rollback" not in text
+    assert usage("deploy", "nonsense").startswith("No help topic `nonsense`")

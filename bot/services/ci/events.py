@@ -168,6 +168,7 @@ def deployment_event(body: Body) -> Event:
         commit_title=_first_line(body.get("commit_title")),
         commit_url=_text(body.get("commit_url")),
         job_url=_text(body.get("deployable_url")),
+        job_id=_optional_int(body.get("deployable_id")),
         environment_url=_text(body.get("environment_external_url")),
         user=_text(_obj(body, "user").get("name")),
         changed_at=_text(body.get("status_changed_at")),
@@ -236,13 +237,26 @@ def _text(value: Any) -> str | None:
     return str(value) if str(value) != "" else None
 
 
+ID_RANGE = range(-(2**63), 2**63)  # what the store's BIGINT columns hold
+
+
 def _int(value: Any, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int | str):
         raise Unreadable(f"the payload has no usable {where}")
     try:
-        return int(value)
+        number = int(value)
     except ValueError:
         raise Unreadable(f"the payload has no usable {where}") from None
+    if number not in ID_RANGE:
+        raise Unreadable(f"the payload's {where} is out of range")
+    return number
+
+
+def _optional_int(value: Any) -> int | None:
+    try:
+        return _int(value, "id")
+    except Unreadable:
+        return None
 
 
 def _number(value: Any) -> float | None:

@@ -132,9 +132,12 @@ class CiResults:
         self.gate = asyncio.Semaphore(settings.concurrency)
 
     async def process(self, items: Sequence[InboxItem]) -> BatchResult:
-        """Merge the batch into the cards' stored state, then publish each changed card."""
+        """Merge the batch into the cards' stored state, then publish each changed card. Each
+        card stands alone: one that cannot be merged, published or stored fails only the
+        deliveries behind it (a poison delivery never holds back the rest of its batch)."""
         result = BatchResult()
         groups: dict[str, list[tuple[int, Event]]] = {}
+        keys = {item.id: item.key for item in items}
         for n, item in enumerate(items, 1):
             event = self._read(item, result)
             if event is not None:
@@ -144,18 +147,55 @@ class CiResults:
         stored = await self.states.get_many(list(groups))
         cards: dict[str, CiCard] = {}
         for key, events in groups.items():
-            cards[key] = await self._enriched(self._merged(stored.get(key), events))
+            try:
+                cards[key] = await self._enriched(self._merged(stored.get(key), events))
+            except Exception as err:
+                self._fail(result, key, events, keys, f"not merged: {type(err).__name__}")
             await asyncio.sleep(0)
         outcomes = await asyncio.gather(*(self._publish_bounded(c) for c in cards.values()))
-        # one write for the whole batch: the merged states and the thread replies now posted
-        await self.states.put_many({c.key: c.model_dump(mode="json") for c, _ in outcomes})
-        for (key, events), (_, error) in zip(groups.items(), outcomes, strict=True):
-            for item_id, _ in events:
-                if error is None:
-                    result.done.append(item_id)
-                else:
-                    result.failed[item_id] = f"{key}: {error}"
+        published = [card for card, error in outcomes if error is None]
+        unsaved = await self._save(published)
+        for card, error in outcomes:
+            problem = error or unsaved.get(card.key)
+            if problem is None:
+                result.done.extend(item_id for item_id, _ in groups[card.key])
+            else:
+                self._fail(result, card.key, groups[card.key], keys, problem)
         return result
+
+    async def _save(self, cards: Sequence[CiCard]) -> dict[str, str]:
+        """One write for the whole batch (the merged states and the thread replies now posted);
+        if that fails, one per card, so that only the card that cannot be stored fails."""
+        states = {c.key: c.model_dump(mode="json") for c in cards}
+        try:
+            await self.states.put_many(states)
+            return {}
+        except Exception:
+            log.warning("ci_states_batch_write_failed", cards=len(states))
+        problems: dict[str, str] = {}
+        for key, state in states.items():
+            try:
+                await self.states.put_many({key: state})
+            except Exception as err:
+                problems[key] = f"not stored: {type(err).__name__}"
+        return problems
+
+    @staticmethod
+    def _fail(
+        result: BatchResult,
+        card: str,
+        events: list[tuple[int, Event]],
+        keys: Mapping[int, str],
+        reason: str,
+    ) -> None:
+        for item_id, _ in events:
+            result.failed[item_id] = f"{card}: {reason}"
+        log.warning(
+            "webhook_card_failed",
+            card=card,
+            deliveries=[keys[item_id] for item_id, _ in events],
+            reason=reason,
+        )
 
     async def housekeeping(self, now: datetime) -> None:
         await self.states.prune(now - timedelta(days=self.settings.state_retention_days))

@@ -60,7 +60,8 @@ class PipelinePoller:
     async def poll_once(self) -> bool:
         """One round over every active run; True when any of them moved."""
         runs = [r for r in await self.store.runs.active("gitlab") if r.pipeline_id is not None]
-        self.seen = {k: v for k, v in self.seen.items() if k in {r.id for r in runs}}
+        active = {r.id for r in runs}  # once per round: the cleanup stays linear in the runs
+        self.seen = {k: v for k, v in self.seen.items() if k in active}
         results = await asyncio.gather(*(self.poll(run) for run in runs))
         return any(results)
 

@@ -1,0 +1,121 @@
+"""Runs recorded Slack interactions: each one through bolt's listeners, several at a time.
+
+An interaction stays ``pending`` in the store until its listener has finished, so a restart
+runs whatever was acked but not finished. Bolt sees the stored payload as a Socket Mode
+request (already authenticated at the edge), and its listeners run to the end before the
+interaction is marked processed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import Callable
+
+import structlog
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+
+from bot.metrics import Metrics
+from bot.store.inbox import Inbox, InboxItem
+
+log = structlog.get_logger(__name__)
+RETRY_POLL_SECONDS = 1.0
+
+
+class InteractionProcessor:
+    def __init__(
+        self, inbox: Inbox, bolt: AsyncApp, metrics: Metrics, *, concurrency: int = 8
+    ) -> None:
+        self.inbox = inbox
+        self.bolt = bolt
+        self.metrics = metrics
+        self.concurrency = concurrency
+        self.running: dict[int, asyncio.Task[None]] = {}
+        self._wakeup = asyncio.Event()
+        self._loop: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._taking = False
+
+    def wake(self) -> None:
+        self._wakeup.set()
+
+    def busy(self) -> bool:
+        """True while a recorded interaction waits to be taken or runs."""
+        return bool(self.running) or self._wakeup.is_set() or self._taking
+
+    def start(self) -> None:
+        """Begin with whatever an earlier run recorded and did not finish."""
+        self._stopping = False
+        self._loop = asyncio.get_running_loop().create_task(self._run(), name="interactions")
+
+    async def stop(self, grace: float) -> int:
+        """Take nothing new; let running interactions finish for ``grace`` seconds. What is
+        cancelled stays pending in the store and runs at the next start; returns how many."""
+        self._stopping = True
+        self._wakeup.set()
+        if self._loop is not None:
+            await asyncio.gather(self._loop, return_exceptions=True)
+        tasks = set(self.running.values())
+        if not tasks:
+            return 0
+        _, late = await asyncio.wait(tasks, timeout=grace)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+        return len(late)
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._wakeup.clear()
+            self._taking = True
+            try:
+                started = await self._take()
+            except Exception:
+                log.exception("interactions_read_failed")
+                started = 0
+            finally:
+                self._taking = False
+            if not started and not self._stopping:
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(RETRY_POLL_SECONDS):
+                        await self._wakeup.wait()
+
+    async def _take(self) -> int:
+        free = self.concurrency - len(self.running)
+        if free <= 0:
+            await asyncio.wait(set(self.running.values()), return_when=asyncio.FIRST_COMPLETED)
+            return 1
+        items = await self.inbox.next_batch(free, skip=set(self.running))
+        for item in items:
+            task = asyncio.get_running_loop().create_task(self._process(item))
+            self.running[item.id] = task
+            task.add_done_callback(self._forget(item.id))
+        return len(items)
+
+    def _forget(self, item_id: int) -> Callable[[asyncio.Task[None]], None]:
+        def forget(_: asyncio.Task[None]) -> None:
+            self.running.pop(item_id, None)
+
+        return forget
+
+    async def _process(self, item: InboxItem) -> None:
+        try:
+            payload = json.loads(item.body)
+            response = await self.bolt.async_dispatch(
+                AsyncBoltRequest(body=payload, mode="socket_mode", headers={})
+            )
+        except asyncio.CancelledError:
+            raise
+        except Exception as err:
+            log.exception("interaction_failed", key=item.key, kind=item.kind)
+            self.metrics.interactions.labels(outcome="failed").inc()
+            await self.inbox.mark_failed([item.id], type(err).__name__, retry_at=None)
+            return
+        if response.status == 404:
+            self.metrics.ignore("slack", "no listener")
+            await self.inbox.mark_ignored([item.id], "no listener")
+            return
+        self.metrics.interactions.labels(outcome="processed").inc()
+        await self.inbox.mark_processed([item.id])
