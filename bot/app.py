@@ -19,8 +19,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.config.settings import Settings
 from bot.inflight import InFlight
 from bot.logs import SecretScrubber
+from bot.loop_lag import LoopLag
 from bot.metrics import Metrics
 from bot.notifier import Notifier
+from bot.reconciler import Reconciler
 from bot.server import build_web_app
 from bot.services.ab.guard import AbGuard
 from bot.services.access import Access
@@ -47,7 +49,7 @@ from handlers.deps import Deps
 from handlers.interactions import InteractionProcessor
 from handlers.slack_edge import SlackEdge
 from handlers.slack_requests import vocabulary
-from integrations.slack import SlackDirectory
+from integrations.slack import SlackCards, SlackDirectory
 
 log = structlog.get_logger(__name__)
 SHUTDOWN_GRACE_SECONDS = 10.0
@@ -76,6 +78,7 @@ class Bot:
     ab_guard: AbGuard | None = None
     interactions: InteractionProcessor | None = None
     edge: SlackEdge | None = None
+    lag: LoopLag | None = None  # the event-loop heartbeat (mlops_bot_event_loop_lag_*)
 
 
 async def build(settings: Settings, scrubber: SecretScrubber | None = None) -> Bot:
@@ -84,9 +87,9 @@ async def build(settings: Settings, scrubber: SecretScrubber | None = None) -> B
     metrics = Metrics()
     store = Store.from_url(settings.store_url, timeout=settings.store.timeout_seconds)
     client = slack_client(settings, metrics)
-    notifier = Notifier(
-        client, edit_interval=settings.notifier.edit_interval_seconds, metrics=metrics
-    )
+    interval = settings.notifier.edit_interval_seconds
+    outbox = Reconciler(store.cards, SlackCards(client), interval=interval)
+    notifier = Notifier(client, edit_interval=interval, metrics=metrics, outbox=outbox)
     directory = SlackDirectory(client, ttl=settings.policy.group_cache_seconds)
     access = Access(settings, directory)
     cards = Cards(store, notifier)
@@ -134,6 +137,8 @@ async def build(settings: Settings, scrubber: SecretScrubber | None = None) -> B
     bot.interactions, bot.edge = processor, edge
     bot.followers = followers(settings, store, backends, progress)
     bot.followers.append(("approval-expiry", parts.approvals.expiry_loop))
+    bot.followers.append(("slack-outbox", outbox.run))
+    bot.followers.append(("run-resume", training.launcher.run))
     if ab.guard is not None:
         bot.followers.append(("ab-guard", ab.guard.run))
         bot.ab_guard = ab.guard
@@ -145,6 +150,8 @@ async def build(settings: Settings, scrubber: SecretScrubber | None = None) -> B
 async def start(bot: Bot, *, host: str | None = None, port: int | None = None) -> str:
     """Check the store, then serve HTTP (and connect Socket Mode when configured)."""
     await bot.store.ensure_current()
+    bot.lag = bot.lag or bot.metrics.lag_monitor()
+    bot.lag.start()
     if bot.worker is not None:
         bot.worker.start()
     if bot.interactions is not None:
@@ -219,3 +226,5 @@ async def stop(bot: Bot) -> None:
     if bot.backends is not None:
         await bot.backends.close()
     await bot.store.close()
+    if bot.lag is not None:
+        await bot.lag.stop()

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from bot import crash
 from bot.audit_cli import print_audit
 from bot.config.loading import CONFIG_ENV, load_settings
 from bot.config.settings import Settings
@@ -83,7 +84,8 @@ def check_config(config: str | None) -> int:
         if settings.slack.configured
         else "no Slack workspace (serve starts the sandbox)"
     )
-    tools = asyncio.run(check_backends(settings)) + asyncio.run(check_ecspresso(settings))
+    tools = asyncio.run(check_backends(settings)) + check_job_templates(settings)
+    tools += asyncio.run(check_ecspresso(settings))
     for problem in tools:
         print(problem, file=sys.stderr)
     if tools:
@@ -103,6 +105,23 @@ async def check_backends(settings: Settings) -> list[str]:
         return list(exc.issues)
     await backends.close()
     return []
+
+
+def check_job_templates(settings: Settings) -> list[str]:
+    """Each Kubernetes model's Job template against the Job schema, mistakes by line."""
+    from integrations.kubernetes.templates import TemplateError, load
+
+    problems: list[str] = []
+    for model, m in sorted(settings.models.items()):
+        path = m.training.kubernetes.template
+        if m.training.backend != "kubernetes" or path is None:
+            continue
+        try:
+            load(path)
+        except TemplateError as exc:
+            where = f"models.{model}.training.kubernetes.template"
+            problems += [f"{where}: {problem}" for problem in exc.problems]
+    return problems
 
 
 def deploys_configured(settings: Settings) -> bool:
@@ -248,6 +267,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "check-config":
         return check_config(args.config)
     try:
+        crash.arm(os.environ)  # the crash harness's points; unset outside its tests
         return asyncio.run(dispatch(command, args))
     except BotError as exc:
         print(f"mlops-bot: {exc}", file=sys.stderr)

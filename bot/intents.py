@@ -48,6 +48,7 @@ class TrainLogs:
 @dataclass(frozen=True)
 class TrainList:
     model: str | None = None
+    page: int = 1
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class DeployRollback:
 class DeployHistory:
     model: str
     env: str
+    page: int = 1
 
 
 @dataclass(frozen=True)

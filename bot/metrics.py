@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from bot.loop_lag import BUCKETS, LoopLag
 
 
 class Metrics:
@@ -54,6 +56,22 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+
+        self.loop_lag = Histogram(
+            "mlops_bot_event_loop_lag_seconds",
+            "How late the event loop's heartbeat woke up (time the loop was blocked)",
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.loop_lag_max = Gauge(
+            "mlops_bot_event_loop_lag_max_seconds",
+            "The worst event-loop stall seen since the bot started",
+            registry=self.registry,
+        )
+
+    def lag_monitor(self, interval: float = 0.05) -> LoopLag:
+        """A heartbeat feeding the loop-lag histogram and the worst-stall gauge."""
+        return LoopLag(self.loop_lag, self.loop_lag_max, interval=interval)
 
     def ignore(self, source: str, reason: str) -> None:
         self.ignored.labels(source=source, reason=reason).inc()

@@ -1,6 +1,9 @@
 """The one place that posts and edits cards: one Slack message per thing, edited in place.
 
-Edits never block the caller: ``edit()`` records the latest state of a message and a
+Cards go through the outbox (``show_card``/``revise_card``): their desired state is written to
+the store and bot.reconciler makes Slack match it, whatever Slack answers and however often the
+bot restarts. ``post``/``edit`` remain for messages outside cards. ``edit()`` never blocks the
+caller: ``edit()`` records the latest state of a message and a
 flusher task per message sends it, at most one ``chat.update`` per ``edit_interval``
 (latest state wins). Rate limits and transient errors are retried by the client's retry
 handlers; a flusher logs and counts what still fails and never raises.
@@ -19,6 +22,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import ExternalError
 from bot.metrics import Metrics
+from bot.reconciler import Reconciler
 
 Blocks = list[dict[str, Any]]
 SLACK_ERRORS = (SlackApiError, aiohttp.ClientError, TimeoutError)
@@ -52,8 +56,10 @@ class Notifier:
         logger: Any = None,
         respond_timeout: float = 10.0,
         respond_attempts: int = 2,
+        outbox: Reconciler | None = None,
     ) -> None:
         self._client = client
+        self.outbox = outbox
         self._interval = edit_interval
         self._metrics = metrics
         self._log = logger if logger is not None else structlog.get_logger(__name__)
@@ -63,6 +69,29 @@ class Notifier:
         self._flushers: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._sending: set[tuple[str, str]] = set()
         self._settled = asyncio.Condition()
+
+    async def show_card(
+        self,
+        key: str,
+        channel: str,
+        text: str,
+        blocks: Blocks | None = None,
+        *,
+        parent: str | None = None,
+        fresh: bool = False,
+    ) -> None:
+        """Record what card ``key`` should show (a thread reply under card ``parent``); the
+        reconciler posts or edits it. Waits for the store, never for Slack."""
+        await self._outbox().states.desire(key, channel, text, blocks, parent=parent, fresh=fresh)
+
+    def revise_card(self, key: str, text: str, blocks: Blocks | None = None) -> None:
+        """Like ``show_card`` for a card that exists, without waiting (latest state wins)."""
+        self._outbox().revise_later(key, text, blocks)
+
+    def _outbox(self) -> Reconciler:
+        if self.outbox is None:
+            raise ExternalError("cards need the Slack outbox, and this notifier has none")
+        return self.outbox
 
     async def post(
         self, channel: str, text: str, blocks: Blocks | None = None, *, thread_ts: str | None = None
@@ -125,11 +154,16 @@ class Notifier:
         raise self._failed("response_url", reason)
 
     async def flush(self) -> None:
-        """Wait until every pending edit has been sent (or has finally failed)."""
+        """Wait until every pending edit has been sent (or has finally failed), and every card
+        is shown as asked except those backing off after a failure."""
         async with self._settled:
             await self._settled.wait_for(lambda: not self._latest and not self._sending)
+        if self.outbox is not None:
+            await self.outbox.settled()
 
     async def close(self) -> None:
+        if self.outbox is not None:
+            await self.outbox.written()
         await self.flush()
         tasks = list(self._flushers.values())
         for task in tasks:

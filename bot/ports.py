@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 Blocks = list[dict[str, Any]]
@@ -17,6 +18,21 @@ class Chat(Protocol):
     ) -> tuple[str, str]: ...
 
     def edit(self, channel: str, ts: str, text: str, blocks: Blocks | None = None) -> None: ...
+
+    async def show_card(
+        self,
+        key: str,
+        channel: str,
+        text: str,
+        blocks: Blocks | None = None,
+        *,
+        parent: str | None = None,
+        fresh: bool = False,
+    ) -> None:
+        """Record what card ``key`` should show; Slack is made to match it later (outbox)."""
+        ...
+
+    def revise_card(self, key: str, text: str, blocks: Blocks | None = None) -> None: ...
 
     async def ephemeral(
         self, channel: str, user: str, text: str, blocks: Blocks | None = None
@@ -72,6 +88,13 @@ class Pipelines(Protocol):
         self, project: str, ref: str, variables: Mapping[str, str]
     ) -> PipelineStatus: ...
 
+    async def find(
+        self, project: str, ref: str, variables: Mapping[str, str], since: datetime
+    ) -> PipelineStatus | None:
+        """The pipeline for ``ref`` (updated after ``since``) that carries all of ``variables``:
+        how a run whose pipeline may or may not exist finds it before creating one."""
+        ...
+
     async def status(self, project: str, pipeline_id: int) -> PipelineStatus: ...
 
     async def cancel(self, project: str, pipeline_id: int) -> None: ...
@@ -119,6 +142,7 @@ class JobSpec:
     backoff_limit: int = 0
     active_deadline_seconds: int | None = None
     ttl_seconds_after_finished: int | None = None
+    template: str | None = None  # the team's Job manifest (a YAML file) to fill in
 
 
 @dataclass(frozen=True)
@@ -156,6 +180,10 @@ class Cluster(Protocol):
     async def create_job(self, spec: JobSpec) -> None: ...
 
     async def delete_job(self, namespace: str, name: str) -> None: ...
+
+    async def find_job(self, namespace: str, label_selector: str) -> str | None:
+        """The name of a Job matching ``label_selector`` (a run's label), if one exists."""
+        ...
 
     async def job_update(self, namespace: str, name: str) -> JobUpdate | None: ...
 
@@ -264,6 +292,15 @@ class EcspressoResult:
         return self.exit_code == 2 and not self.timed_out
 
 
+@dataclass(frozen=True)
+class ProcessGroup:
+    """A running ecspresso's process group, as recorded in the store while it runs:
+    ``fingerprint`` (boot id and the leader's start time) tells it from a recycled pid."""
+
+    pgid: int
+    fingerprint: str
+
+
 class Deployer(Protocol):
     """The ecspresso CLI, implemented by integrations.ecspresso.Ecspresso."""
 
@@ -275,10 +312,18 @@ class Deployer(Protocol):
         *,
         revision: int | None = None,
         keep_service: bool = False,
+        on_start: Callable[[ProcessGroup], Awaitable[None]] | None = None,
     ) -> EcspressoResult:
         """``revision``: deploy that registered revision (``--revision N``) instead of
         registering the local task definition; ``keep_service``: ``--no-update-service``, so
-        only the task definition changes (rollbacks: never apply a new service definition)."""
+        only the task definition changes (rollbacks: never apply a new service definition).
+        ``on_start`` is awaited with the process group once it runs (a failure there ends it);
+        the group has ended when this returns or raises (cancelled too)."""
+        ...
+
+    async def end_group(self, group: ProcessGroup) -> bool:
+        """End a recorded group if it still runs (it, not a recycled pid): SIGTERM, SIGKILL
+        after a grace. True when nothing of it runs any more."""
         ...
 
     async def render_config(self, config: str, env: Mapping[str, str]) -> str:

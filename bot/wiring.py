@@ -6,9 +6,8 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
 
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
@@ -37,15 +36,13 @@ from bot.services.training.followers import JobWatchers, PipelinePoller
 from bot.services.training.progress import RunProgress
 from bot.store import Store
 from bot.store.ci_states import CiStates
-from bot.store.write_gate import GatedCardStore
 from bot.worker import Worker
 from handlers import webhooks
 from integrations.aws.alb import AlbTraffic, CloudWatchMetrics
 from integrations.aws.ecs import EcrRegistry, EcsServices
-from integrations.aws.s3 import S3Objects, aws_client
+from integrations.aws.s3 import AwsClients, S3Objects
 from integrations.ecspresso import Ecspresso, aws_environment
 from integrations.gitlab import GitLabPipelines
-from integrations.kubernetes.cluster import KubernetesCluster
 from integrations.slack import build_web_client
 
 
@@ -65,12 +62,16 @@ class Backends:
     cluster: Cluster | None
     objects: ObjectStore | None
     files: RepoFiles | None = None
+    aws: AwsClients = field(
+        default_factory=lambda: AwsClients(region="us-east-1", endpoint_url=None, timeout=10.0)
+    )
 
     async def close(self) -> None:
         """Close what holds connections (the Kubernetes client's session)."""
-        if isinstance(self.cluster, KubernetesCluster):
+        close = getattr(self.cluster, "close", None)
+        if close is not None:
             with contextlib.suppress(Exception):
-                await self.cluster.close()
+                await close()
 
 
 AWS_SECRETS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
@@ -92,19 +93,14 @@ class DeployParts:
     reports: DeployReports
     approvals: Approvals
     runner: DeployRunner
+    aws: AwsClients
 
 
 def build_deploys(
     settings: Settings, store: Store, access: Access, cards: Cards, backends: Backends
 ) -> DeployParts:
     """ECR, ECS and ecspresso behind the deploy services (boto3 clients connect lazily)."""
-    aws = settings.aws
-
-    def client(service: str) -> Any:
-        return aws_client(
-            service, region=aws.region, endpoint_url=aws.endpoint_url, timeout=aws.timeout_seconds
-        )
-
+    client = backends.aws.client
     ecr = client("ecr")
     services = EcsServices(client("ecs"), ecr)
     deployer = Ecspresso(
@@ -128,7 +124,8 @@ def build_deploys(
         settings, store, access, deploy_cards, EcrRegistry(ecr), runner, scrubber=scrubber
     )
     approvals = Approvals(settings, store, access, deploy_cards, runner)
-    return DeployParts(deploys, DeployReports(settings, store, access, services), approvals, runner)
+    reports = DeployReports(settings, store, access, services)
+    return DeployParts(deploys, reports, approvals, runner, backends.aws)
 
 
 @dataclass(frozen=True)
@@ -141,13 +138,7 @@ def build_ab(
     settings: Settings, store: Store, access: Access, cards: Cards, parts: DeployParts
 ) -> AbParts:
     """ELBv2 weights and CloudWatch behind the A/B services; /deploy status shows the split."""
-    aws = settings.aws
-
-    def client(service: str) -> Any:
-        return aws_client(
-            service, region=aws.region, endpoint_url=aws.endpoint_url, timeout=aws.timeout_seconds
-        )
-
+    client = parts.aws.client
     ab_cards = AbCards(settings, store, cards)
     weights = AbTraffic(settings, store, ab_cards, AlbTraffic(client("elbv2")))
     approvals = AbApprovals(settings, store, access, weights)
@@ -178,27 +169,29 @@ async def build_backends(settings: Settings) -> Backends:
         )
     cluster = None
     if uses(settings, "kubernetes"):
+        # imported here: the Kubernetes client's models take seconds and tens of MB to load,
+        # and a bot whose models train on GitLab never needs them
+        from integrations.kubernetes.cluster import KubernetesCluster
+
         cluster = await KubernetesCluster.from_kubeconfig(
             settings.kubernetes.kubeconfig,
             request_timeout=settings.kubernetes.timeout_seconds,
         )
+    aws = AwsClients(
+        region=settings.aws.region,
+        endpoint_url=settings.aws.endpoint_url,
+        timeout=settings.aws.timeout_seconds,
+    )
     objects = None
     if any(m.training.kubernetes.metrics_bucket for m in settings.models.values()):
-        objects = S3Objects(
-            aws_client(
-                "s3",
-                region=settings.aws.region,
-                endpoint_url=settings.aws.endpoint_url,
-                timeout=settings.aws.timeout_seconds,
-            )
-        )
+        objects = S3Objects(aws.client("s3"))
     files = pipelines if isinstance(pipelines, GitLabPipelines) else None
     configs_in_gitlab = any(m.deploy.source.kind == "gitlab" for m in settings.models.values())
     if files is None and configs_in_gitlab and gitlab.token:
         files = GitLabPipelines.from_settings(  # deploy configs of Kubernetes-trained models
             url=gitlab.url, token=gitlab.token.get_secret_value(), timeout=gitlab.timeout_seconds
         )
-    return Backends(pipelines, cluster, objects, files)
+    return Backends(pipelines, cluster, objects, files, aws)
 
 
 def followers(
@@ -244,7 +237,7 @@ def build_ci(
     """GitLab webhook intake (/gitlab/webhook) and the worker that posts CI results after the
     200; pipelines of /train runs go to their run's card instead."""
     hooks, gate = settings.webhooks, store.inbox.gate
-    cards = Cards(GatedCardStore(store, gate), notifier)  # CI cards yield to webhook acks
+    cards = Cards(store, notifier)  # the outbox's writes yield to webhook acks (write gate)
     states = CiStates(store.db, gate)
     accuracy = PipelineAccuracy(settings, pipelines, progress) if pipelines else None
     logs = pipelines if isinstance(pipelines, GitLabPipelines) else None

@@ -18,6 +18,7 @@ from typing import Protocol
 import structlog
 
 from bot.clock import Clock, utcnow
+from bot.crash import crash_point
 from bot.metrics import Metrics
 from bot.store.inbox import BatchResult, Inbox, InboxItem
 
@@ -173,6 +174,7 @@ class Worker:
     async def _commit(self, ids: set[int]) -> None:
         try:
             await self.settle()
+            crash_point("webhook.handled")
             await self.inbox.mark_processed(ids)
         except Exception:
             log.exception("inbox_commit_failed", count=len(ids))

@@ -58,7 +58,9 @@ class SlashCommands:
     async def train(self, interaction: Interaction, text: str) -> Message | None:
         intent = parse_train(text, self.deps.catalog)
         note(interaction, "train", intent)
-        return await train_commands.dispatch(self.deps.training, interaction.actor, intent)
+        return await train_commands.dispatch(
+            self.deps.training, interaction.actor, intent, interaction.delivery
+        )
 
     async def deploy(self, interaction: Interaction, text: str) -> Message | None:
         intent = parse_deploy(text, self.deps.catalog)

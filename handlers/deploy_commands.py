@@ -33,8 +33,8 @@ async def dispatch(deps: Deps, actor: str, intent: i.DeployIntent) -> Message:
                 f":rewind: Rollback #{d.id} of *{d.model}/{d.env}* to revision "
                 f"{d.revision} is {d.state}."
             )
-        case i.DeployHistory(model=model, env=env):
-            rows = await deps.reports.history(actor, model, env)
+        case i.DeployHistory(model=model, env=env, page=page):
+            rows = await deps.reports.history(actor, model, env, page)
             return views.history_reply(model, env, rows)
         case i.DeployStatus(model=model, env=env):
             reports = await deps.reports.status(actor, model, env)

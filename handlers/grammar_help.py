@@ -35,7 +35,8 @@ _USAGE = {
             "• `/train <model> status <run>` show a run (`42` or `#42`)",
             "• `/train <model> cancel <run>` cancel a run",
             "• `/train <model> logs <run>` show the end of a run's log",
-            "• `/train list [model]` list recent runs",
+            "• `/train list [model] [more | page=<n>]` list active and recent runs, a page at a"
+            " time",
             "• `/train gpus` show free and used GPUs",
             "• `/train help [topic]` show this help",
         ]
@@ -46,7 +47,8 @@ _USAGE = {
             '• `/deploy <model> <env> [run=<id> | image=<tag|digest>] [force reason="..."]` deploy',
             "• `/deploy <model> diff <env> [run=<id> | image=<tag|digest>]` what would change",
             "• `/deploy <model> rollback <env> [to=<deploy id>]` restore an earlier deploy",
-            "• `/deploy <model> history <env>` list past deploys",
+            "• `/deploy <model> history <env> [more | page=<n>]` list past deploys, a page at a"
+            " time",
             "• `/deploy <model> status [env]` show what runs where",
             '• `/deploy <model> lock <env> reason="..."` stop deploys to an environment',
             "• `/deploy <model> unlock <env>` allow deploys again",
@@ -196,6 +198,33 @@ def number(token: str, what: str, ctx: Ctx) -> int:
     if match is None or int(match.group(1)) < 1:
         ctx.fail(f"Invalid {what} `{show(token)}`; expected a positive number like `42` or `#42`.")
     return int(match.group(1))
+
+
+MAX_PAGE = 10_000
+
+
+def is_paging(word: str) -> bool:
+    """``more`` or ``page=<n>``: the tokens that choose a page of a listing."""
+    return word == "more" or word.startswith("page=")
+
+
+def page_of(args: Sequence[str], ctx: Ctx) -> int:
+    """The page a listing's trailing tokens ask for: none is page 1, ``more`` is page 2,
+    ``page=<n>`` is page n (1 to 10000)."""
+    for word in args:
+        if not is_paging(word):
+            ctx.fail(f"Unexpected `{show(word)}`; {ctx.where} takes `more` or `page=<n>` there.")
+    values, flags = options(args, ctx, keys=("page",), flags=("more",))
+    if "more" in flags and "page" in values:
+        ctx.fail("Give either `more` or `page=<n>`, not both.")
+    if "more" in flags:
+        return 2
+    if "page" not in values:
+        return 1
+    token = values["page"]
+    if not token.isascii() or not token.isdigit() or not 1 <= int(token[:6]) <= MAX_PAGE:
+        ctx.fail(f"Invalid page `{show(token)}`; expected a whole number from 1 to {MAX_PAGE}.")
+    return int(token)
 
 
 def percent(token: str, ctx: Ctx) -> int:

@@ -17,6 +17,7 @@ import structlog
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 
+from bot.crash import crash_point
 from bot.metrics import Metrics
 from bot.store.inbox import Inbox, InboxItem
 
@@ -103,6 +104,7 @@ class InteractionProcessor:
     async def _process(self, item: InboxItem) -> None:
         try:
             payload = json.loads(item.body)
+            crash_point("interaction.started", item.kind)
             response = await self.bolt.async_dispatch(
                 AsyncBoltRequest(body=payload, mode="socket_mode", headers={})
             )

@@ -38,12 +38,14 @@ from handlers.grammar_help import (
     choices,
     free_text,
     help_or_tokens,
+    is_paging,
     is_valid_ref,
     matching,
     no_more,
     number,
     optional,
     options,
+    page_of,
     percent,
     show,
     usage,
@@ -109,8 +111,9 @@ def parse_train(text: str, catalog: Catalog) -> TrainIntent:
     head, args = tokens[0], tokens[1:]
     if head == "list":
         at_list = ctx.at("list")
-        no_more(args[1:], at_list)
-        return TrainList(optional(args[0] if args else None, lambda m: _model(catalog, m, at_list)))
+        named = args[0] if args and not is_paging(args[0]) else None
+        model = optional(named, lambda m: _model(catalog, m, at_list))
+        return TrainList(model, page=page_of(args[1:] if named else args, at_list))
     if head == "gpus":
         no_more(args, ctx.at("gpus"))
         return TrainGpus()
@@ -242,8 +245,7 @@ def _deploy_history(
     model: str, envs: Sequence[str], args: Sequence[str], ctx: Ctx
 ) -> DeployHistory:
     env = _env(model, envs, args, ctx)
-    no_more(args[1:], ctx)
-    return DeployHistory(model, env)
+    return DeployHistory(model, env, page=page_of(args[1:], ctx))
 
 
 def _deploy_status(model: str, envs: Sequence[str], args: Sequence[str], ctx: Ctx) -> DeployStatus:

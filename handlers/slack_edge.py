@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from aiohttp import web
 
+from bot.crash import crash_point
 from bot.metrics import Metrics
 from bot.store import faults
 from bot.store.inbox import Delivery, Inbox
@@ -123,6 +124,7 @@ class SlackEdge:
                 return Answer(200, {"response_type": "ephemeral", "text": text})
             return Answer(503, {"error": text})
         self.metrics.interactions.labels(outcome="recorded" if new else "duplicate").inc()
+        crash_point("interaction.recorded", accepted.kind)
         if new:
             self.wake()
         else:

@@ -10,12 +10,15 @@ from bot.views.replies import info_reply
 from handlers.parsing import usage
 
 
-async def dispatch(training: Training, actor: str, intent: i.TrainIntent) -> Message:
+async def dispatch(
+    training: Training, actor: str, intent: i.TrainIntent, request: str | None = None
+) -> Message:
+    """``request``: the Slack delivery's key, so that a replayed /train starts nothing twice."""
     match intent:
         case i.Help():
             return info_reply(usage("train", intent.topic))
         case i.TrainStart():
-            run = await training.start(actor, intent)
+            run = await training.start(actor, intent, request)
             return info_reply(
                 f":rocket: Started run #{run.id} of *{run.model}* "
                 f"(`{run.ref}`); its card is in the model's channel."
@@ -29,9 +32,9 @@ async def dispatch(training: Training, actor: str, intent: i.TrainIntent) -> Mes
         case i.TrainLogs(model=model, run=run_id):
             where, text = await training.logs(actor, model, run_id)
             return views.log_tail(where, text)
-        case i.TrainList(model=model):
-            active, recent = await training.runs(actor, model)
-            return views.run_list(active, recent)
+        case i.TrainList(model=model, page=page):
+            active, recent = await training.runs(actor, model, page)
+            return views.run_list(active, recent, model)
         case i.TrainGpus():
             nodes, pending = await training.gpus(actor)
             return views.gpu_report(nodes, pending)

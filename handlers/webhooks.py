@@ -25,6 +25,7 @@ import structlog
 from aiohttp import web
 
 from bot.config.webhooks import WebhookSettings
+from bot.crash import crash_point
 from bot.services.ci.events import event_kind, project_path
 from bot.store.inbox import Delivery
 
@@ -148,6 +149,7 @@ class WebhookIntake:
         except Exception as err:
             log.error("webhook_not_stored", key=key, error=type(err).__name__)
             return web.Response(status=503, text="could not store the delivery; retry\n")
+        crash_point("webhook.recorded", key)
         if new and kind is not None:
             self.wake()
         outcome = "ignored" if kind is None else "stored" if new else "duplicate"

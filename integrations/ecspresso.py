@@ -21,15 +21,17 @@ import re
 import signal
 import sys
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import structlog
 import yaml
 
+from bot.crash import crash_point
 from bot.errors import ConfigError, ExternalError, UserInputError
-from bot.ports import EcspressoResult
+from bot.ports import EcspressoResult, ProcessGroup
 
 _log = structlog.get_logger(__name__)
 
@@ -71,6 +73,9 @@ AWS_SETTINGS = (  # how the AWS SDKs (Go v2 included) find region, endpoint and 
 PROXIES = ("HTTPS_PROXY", "HTTP_PROXY", "NO_PROXY", "https_proxy", "http_proxy", "no_proxy")
 SUPPORTED_BELOW = "3.0.0"  # ecspresso v3 may change the flags and exit codes the bot relies on
 LineSink = Callable[[str], None]
+OnStart = Callable[[ProcessGroup], Awaitable[None]]
+PROC = Path("/proc")
+GONE_POLL_SECONDS = 0.05
 
 
 def aws_environment(source: Mapping[str, str]) -> dict[str, str]:
@@ -129,13 +134,27 @@ class Ecspresso:
         *,
         revision: int | None = None,
         keep_service: bool = False,
+        on_start: OnStart | None = None,
     ) -> EcspressoResult:
         return await self.run(
             deploy_args(config, self.deploy_timeout, revision=revision, keep_service=keep_service),
             env,
             on_line,
             time_limit=self.deploy_timeout,
+            on_start=on_start,
         )
+
+    async def end_group(self, group: ProcessGroup) -> bool:
+        """Ends a recorded ecspresso process group (one this process did not start: left by an
+        earlier bot) if it still runs: SIGTERM, SIGKILL after the grace. True when none of its
+        processes runs any more; a pid that now belongs to someone else is left alone."""
+        for sig, wait in ((signal.SIGTERM, self.kill_grace), (signal.SIGKILL, self.kill_grace)):
+            if not group_members(group):
+                return True
+            _log.warning("ecspresso.ending_group", pgid=group.pgid, signal=sig.name)
+            _signal_group(group.pgid, sig)
+            await _until_gone(group, wait)
+        return not group_members(group)
 
     async def rollback(
         self, config: str, env: Mapping[str, str], on_line: LineSink
@@ -178,8 +197,11 @@ class Ecspresso:
         on_line: LineSink,
         *,
         time_limit: float,
+        on_start: OnStart | None = None,
     ) -> EcspressoResult:
-        """Runs ``executable *args``; stdout and stderr, merged, go to ``on_line`` line by line."""
+        """Runs ``executable *args``; stdout and stderr, merged, go to ``on_line`` line by line.
+        ``on_start`` gets the process group first; whatever ends this call (an error,
+        cancellation) ends the group before it returns."""
         proc = await self._spawn(args, env, merge=True)
         tail: deque[str] = deque(maxlen=self.tail_lines)
 
@@ -187,15 +209,19 @@ class Ecspresso:
             tail.append(line)
             on_line(line)
 
-        timed_out = False
+        timed_out, finished = False, False
         try:
+            if on_start is not None:
+                await on_start(ProcessGroup(proc.pid, fingerprint(proc.pid)))
+                crash_point(f"ecspresso.{args[0]}")
             async with asyncio.timeout(time_limit):
                 await asyncio.gather(*(_pump(p, sink) for p in (proc.stdout, proc.stderr) if p))
                 await proc.wait()
+            finished = True
         except TimeoutError:
             timed_out = True
         finally:
-            await self._stop(proc, force=timed_out)
+            await self._stop(proc, force=not finished)
         _log.info(
             "ecspresso.finished", command=args[0], exit_code=proc.returncode, timed_out=timed_out
         )
@@ -207,6 +233,7 @@ class Ecspresso:
         out: list[str] = []
         errors: deque[str] = deque(maxlen=20)
         proc = await self._spawn(args, env, merge=False)
+        crash_point(f"ecspresso.{what}")
         timed_out = False
         try:
             async with asyncio.timeout(self.timeout):
@@ -252,8 +279,10 @@ class Ecspresso:
         return merged
 
     async def _stop(self, proc: asyncio.subprocess.Process, *, force: bool) -> None:
-        """Ends the whole process group (TERM, KILL after the grace) unless it ended by itself."""
+        """Ends the whole process group (TERM, KILL after the grace) unless it ended by itself;
+        then kills whatever it left behind in its group."""
         if proc.returncode is not None and not force:
+            _signal_group(proc.pid, signal.SIGKILL)
             return
         _signal_group(proc.pid, signal.SIGTERM)
         try:
@@ -268,6 +297,66 @@ class Ecspresso:
 def _signal_group(pgid: int, sig: signal.Signals) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pgid, sig)
+
+
+def boot_id() -> str:
+    """This boot's id (Linux); "" where there is none to read."""
+    try:
+        return (PROC / "sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, process group, start time in clock ticks since boot) of ``pid``, from
+    /proc/<pid>/stat; None when it is gone (or there is no /proc)."""
+    try:
+        raw = (PROC / str(pid) / "stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2 :].split()  # the name may hold spaces and parentheses
+    return fields[0], int(fields[2]), int(fields[19])
+
+
+def fingerprint(pid: int) -> str:
+    """``<boot id>:<start time>`` of a running process ("" for the start time if unknown)."""
+    found = _stat(pid)
+    return f"{boot_id()}:{found[2] if found else ''}"
+
+
+def group_members(group: ProcessGroup) -> list[int]:
+    """The live (not zombie) processes of a recorded group: same boot, in process group
+    ``pgid`` and started no earlier than its leader. A group whose fingerprint cannot be read
+    (no /proc) counts as running if the group exists at all, so its lock stays held."""
+    boot, _, start = group.fingerprint.partition(":")
+    if not PROC.is_dir() or not start:
+        try:
+            os.killpg(group.pgid, 0)
+        except ProcessLookupError:
+            return []
+        except PermissionError:
+            return [group.pgid]
+        return [group.pgid]
+    if boot != boot_id():
+        return []  # another boot: every process of that one is gone
+    members = []
+    for entry in PROC.iterdir():
+        if not entry.name.isdigit():
+            continue
+        found = _stat(int(entry.name))
+        if found and found[0] != "Z" and found[1] == group.pgid and found[2] >= int(start):
+            members.append(int(entry.name))
+    return members
+
+
+async def _until_gone(group: ProcessGroup, limit: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(limit):
+            # another process's children: no wait() tells when they end, so look again
+            while True:
+                if not group_members(group):
+                    return
+                await asyncio.sleep(GONE_POLL_SECONDS)
 
 
 async def _pump(stream: asyncio.StreamReader, sink: LineSink) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import gitlab
@@ -28,7 +29,7 @@ from tenacity import (
 )
 from tenacity.wait import wait_base
 
-from bot.errors import BotError, ExternalError, NotFound, UserInputError
+from bot.errors import BotError, Conflict, ExternalError, NotFound, UserInputError
 from bot.ports import BranchHead, PipelineJob, PipelineStatus
 
 T = TypeVar("T")
@@ -112,6 +113,45 @@ class GitLabPipelines:
         except _FAILURES as err:
             raise self._error(err, what, project=project, trigger=token is not None) from err
         return _status(pipeline, ())
+
+    async def find(
+        self, project: str, ref: str, variables: Mapping[str, str], since: datetime
+    ) -> PipelineStatus | None:
+        """The newest pipeline for ``ref`` updated after ``since`` whose variables include all of
+        ``variables`` (a run's MLOPS_* and HP_*): one list request, then one variables request
+        per candidate. Only an API token can look; a trigger token alone cannot."""
+        if not self._authenticated:
+            raise Conflict(
+                f"the bot cannot tell whether GitLab started a pipeline for {project}: looking "
+                "pipelines up needs an API token (gitlab.token), and only a trigger token is set"
+            )
+        proj = await self._project(project)
+        after = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        what = f"looking up pipelines of {project} at {ref!r}"
+        wanted = dict(variables)
+        try:
+            listed = await self._call(
+                lambda: proj.pipelines.list(
+                    ref=ref,
+                    updated_after=after,
+                    order_by="id",
+                    sort="desc",
+                    per_page=100,
+                    get_all=False,
+                    **self._opts,
+                )
+            )
+            for pipeline in listed:
+                given = await self._variables(pipeline)
+                if all(given.get(k) == v for k, v in wanted.items()):
+                    return _status(pipeline, ())
+        except _FAILURES as err:
+            raise self._error(err, what, project=project) from err
+        return None
+
+    async def _variables(self, pipeline: ProjectPipeline) -> dict[str, str]:
+        found = await self._call(lambda: pipeline.variables.list(get_all=True, **self._opts))
+        return {str(v.key): str(v.value) for v in found}
 
     async def status(self, project: str, pipeline_id: int) -> PipelineStatus:
         """The pipeline and its jobs (retried ones left out), in stage order."""

@@ -1,4 +1,5 @@
-"""The Slack Web API client (retries bounded, every call counted) and a cached user directory."""
+"""The Slack Web API client (retries bounded, every call counted), the calls a card needs
+(post, edit and find by message metadata) and a cached user directory."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from bot.errors import ExternalError, NotFound
 from bot.metrics import Metrics
+from bot.reconciler import SendFailed, carries
 
 K = TypeVar("K")
 V = TypeVar("V")
@@ -113,6 +115,154 @@ def build_web_client(
         retry_handlers=handlers if handlers is not None else retry_handlers(),
         **options,
     )
+
+
+GONE = frozenset({"message_not_found", "cant_update_message", "thread_not_found"})
+"""Errors that mean the card's message is no longer there: post it (or find it) again."""
+PERMANENT = frozenset(
+    {
+        "channel_not_found",
+        "not_in_channel",
+        "is_archived",
+        "invalid_blocks",
+        "invalid_blocks_format",
+        "msg_too_long",
+        "no_text",
+        "invalid_auth",
+        "not_authed",
+        "account_inactive",
+        "missing_scope",
+        "invalid_metadata_format",
+        "invalid_metadata_schema",
+        "metadata_too_large",
+    }
+)
+"""Errors a retry will not cure soon: retried anyway, but seldom (an operator may fix them)."""
+
+
+def send_failed(method: str, error: BaseException) -> SendFailed:
+    """A failed card call as the reconciler sees it: the cause, Retry-After, gone or permanent."""
+    reason = call_result(error)
+    retry_after: float | None = None
+    if isinstance(error, SlackApiError) and error.response.status_code == 429:
+        raw = error.response.headers.get("Retry-After") or error.response.headers.get("retry-after")
+        retry_after = float(raw) if raw and str(raw).replace(".", "", 1).isdigit() else 1.0
+    return SendFailed(
+        method,
+        reason,
+        retry_after=retry_after,
+        gone=reason in GONE,
+        permanent=reason in PERMANENT,
+    )
+
+
+class SlackCards:
+    """Posts, edits and finds cards; each message carries its card key as message metadata.
+
+    Finding reads at most ``pages`` pages of ``page_size`` messages newer than ``oldest`` (a
+    thread's replies for a reply), so a lookup stays bounded however busy the channel is.
+    """
+
+    def __init__(self, client: AsyncWebClient, *, pages: int = 5, page_size: int = 200) -> None:
+        self._client = client
+        self._pages = pages
+        self._page_size = page_size
+        self._ids: dict[str, str] = {}
+
+    async def post_card(
+        self,
+        channel: str,
+        text: str,
+        blocks: list[dict[str, Any]] | None,
+        *,
+        metadata: dict[str, Any],
+        thread_ts: str | None = None,
+    ) -> tuple[str, str]:
+        try:
+            response = await self._client.chat_postMessage(
+                channel=channel, text=text, blocks=blocks, thread_ts=thread_ts, metadata=metadata
+            )
+        except _CALL_ERRORS as err:
+            raise send_failed("chat.postMessage", err) from None
+        posted = str(response["channel"])
+        self._ids[channel] = posted
+        return posted, str(response["ts"])
+
+    async def update_card(
+        self,
+        channel: str,
+        ts: str,
+        text: str,
+        blocks: list[dict[str, Any]] | None,
+        *,
+        metadata: dict[str, Any],
+    ) -> None:
+        try:
+            await self._client.chat_update(
+                channel=channel, ts=ts, text=text, blocks=blocks, metadata=metadata
+            )
+        except _CALL_ERRORS as err:
+            raise send_failed("chat.update", err) from None
+
+    async def find_card(
+        self, channel: str, metadata: dict[str, Any], *, oldest: float, thread_ts: str | None
+    ) -> tuple[str, str] | None:
+        """The message in ``channel`` (or in the thread at ``thread_ts``) carrying ``metadata``."""
+        channel_id = await self.channel_id(channel)
+        method = "conversations.replies" if thread_ts else "conversations.history"
+        cursor: str | None = None
+        for _ in range(self._pages):
+            try:
+                page = await self._history(channel_id, thread_ts, oldest, cursor)
+            except _CALL_ERRORS as err:
+                raise send_failed(method, err) from None
+            for message in page.get("messages") or []:
+                if isinstance(message, dict) and carries(message, metadata):
+                    return channel_id, str(message["ts"])
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not page.get("has_more") or not cursor:
+                return None
+        return None
+
+    async def _history(
+        self, channel_id: str, thread_ts: str | None, oldest: float, cursor: str | None
+    ) -> AsyncSlackResponse:
+        common: dict[str, Any] = {
+            "channel": channel_id,
+            "include_all_metadata": True,
+            "limit": self._page_size,
+            "cursor": cursor,
+        }
+        if thread_ts is not None:
+            return await self._client.conversations_replies(ts=thread_ts, **common)
+        return await self._client.conversations_history(oldest=f"{oldest:.6f}", **common)
+
+    async def channel_id(self, channel: str) -> str:
+        """``C123`` as it is; a ``#name`` or ``name`` through conversations.list (cached)."""
+        if channel[:1] in ("C", "G", "D") and channel[1:].isalnum() and channel.isupper():
+            return channel
+        if channel in self._ids:
+            return self._ids[channel]
+        name = channel.removeprefix("#")
+        cursor: str | None = None
+        for _ in range(self._pages * 4):
+            try:
+                page = await self._client.conversations_list(
+                    types="public_channel,private_channel",
+                    exclude_archived=True,
+                    limit=self._page_size,
+                    cursor=cursor,
+                )
+            except _CALL_ERRORS as err:
+                raise send_failed("conversations.list", err) from None
+            for found in page.get("channels") or []:
+                if isinstance(found, dict) and found.get("name") == name:
+                    self._ids[channel] = str(found["id"])
+                    return self._ids[channel]
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                break
+        raise SendFailed("conversations.list", "channel_not_found", permanent=True)
 
 
 class TtlCache(Generic[K, V]):

@@ -202,6 +202,13 @@ DESCRIPTIONS: dict[str, Doc] = {
     "models.<model>.training.kubernetes.namespace": D(
         "Namespace of the training Jobs (the chart's Role must cover it).", "ml-training"
     ),
+    "models.<model>.training.kubernetes.template": D(
+        "The team's Job manifest (a YAML file, like examples/kubernetes/train-job.yaml): "
+        "the bot fills in name, labels, the `train` container's image, env and GPU limit, "
+        "and the deadline, and keeps the rest (requests, tolerations, volumes, /dev/shm) as "
+        "written; check-config validates it against the Job schema.",
+        "/etc/mlops-bot/jobs/fraud.yaml",
+    ),
     "models.<model>.training.kubernetes.image": D(
         "Image of the training container.",
         "123456789012.dkr.ecr.eu-west-1.amazonaws.com/fraud-train:latest",

@@ -22,6 +22,7 @@ class KubernetesTraining(Strict):
     """The Job template: everything but the GPU count, run id, dataset and parameters."""
 
     namespace: str = Field(default="ml-training", pattern=K8S_NAME)
+    template: str | None = None
     image: str = Field(default="", max_length=512)
     command: list[str] = Field(default_factory=list)
     args: list[str] = Field(default_factory=list)

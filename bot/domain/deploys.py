@@ -72,6 +72,13 @@ class Deployment:
     finished_at: datetime | None = None
     detail: str = ""
     diff: str | None = None
+    # where a running deploy is (bot.services.deploys.runner.Step), how many ecspresso deploys
+    # it started, what ECS ran before (JSON), and its running ecspresso's process group
+    step: str | None = None
+    ecspresso_runs: int = 0
+    ecs_before: str | None = None
+    ecspresso_pgid: int | None = None
+    ecspresso_fingerprint: str | None = None
     approvers: tuple[str, ...] = ()
     rejecters: tuple[str, ...] = ()
 

@@ -48,3 +48,4 @@ class Run:
     test_set: str | None = None
     verdict: dict[str, Any] | None = None
     image: str | None = None
+    request: str | None = None  # the Slack delivery that asked for it (a replay finds it)

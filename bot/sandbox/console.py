@@ -31,6 +31,9 @@ HELP = """console lines:
                              `lie`; see bot/sandbox/ecspresso/cli.py); `ecspresso ok` resets
   metrics MODEL ENV MODE     put ALB-like CloudWatch data for an A/B split: A healthy, B
                              `healthy`, `b-errors`, `b-slow` or `b-accuracy` (trips the guard)
+  slack 429|500|hang|ok [METHOD]   make the Slack stand-in answer every call (or METHOD's)
+                             with 429 + Retry-After, 500, or take effect and answer 30 s late;
+                             `slack ok` ends it (the bot's cards catch up from its outbox)
   # comment                  ignored
   help | quit"""
 
@@ -106,6 +109,8 @@ class Console:
             self.ecspresso_mode(rest.strip())
         elif word == "metrics":
             self.put_metrics(rest.strip())
+        elif word == "slack":
+            self.slack_outage(rest.split())
         else:
             raise ConsoleError(f"unknown console line {word!r}; type `help`")
         return True
@@ -116,6 +121,20 @@ class Console:
             raise ConsoleError("this console has no ecspresso stand-in to steer")
         self.control_file.write_text("" if mode in ("", "ok") else mode + "\n")
         self.transcript.say(f"(ecspresso stand-in: {mode or 'ok'})")
+
+    def slack_outage(self, words: list[str]) -> None:
+        """Steer the Slack stand-in: an outage of one method or all, or recovery."""
+        if not words or len(words) > 2:
+            raise ConsoleError("usage: slack 429|500|hang|ok [METHOD]")
+        kind, method = words[0], (words[1] if len(words) == 2 else None)
+        if kind == "ok":
+            self.slack.recover(method)
+        else:
+            try:
+                self.slack.outage(kind, method)
+            except ValueError as exc:
+                raise ConsoleError(str(exc)) from None
+        self.transcript.say(f"(Slack stand-in: {kind} for {method or 'every method'})")
 
     def put_metrics(self, rest: str) -> None:
         if self.metrics is None:

@@ -1,53 +1,56 @@
-"""One Slack message per thing: the first publish posts it, later ones edit it in place."""
+"""One Slack message per thing: publishing records what the card should show; the outbox's
+reconciler posts it the first time and edits it afterwards, however long Slack takes."""
 
 from __future__ import annotations
 
-import asyncio
-from collections import defaultdict
-from typing import Protocol
+import hashlib
 
 from bot.domain.cards import CardRef
 from bot.ports import Chat
+from bot.store import Store
 from bot.views.blocks import Message
 
+Reply = tuple[str, str]
+"""A thread reply's handle: (the card's key, the reply's key)."""
 
-class CardStore(Protocol):
-    async def save_card(self, ref: CardRef) -> None: ...
 
-    async def get_card(self, key: str) -> CardRef | None: ...
+def reply_key(card: str, message: Message) -> str:
+    """A reply named by what it first said, so that saying it again is the same reply."""
+    digest = hashlib.sha256(message.text.encode()).hexdigest()[:12]
+    return f"{card}:reply:{digest}"
 
 
 class Cards:
-    def __init__(self, store: CardStore, chat: Chat) -> None:
+    def __init__(self, store: Store, chat: Chat) -> None:
         self.store = store
         self.chat = chat
         self.shown: dict[str, Message] = {}
-        self.posting: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
 
     async def publish(self, key: str, channel: str, message: Message) -> CardRef:
-        """Post the card the first time; afterwards edit it (edits are coalesced by the chat),
-        and skip edits that would show what the card already shows."""
-        async with self.posting[key]:
-            ref = await self.store.get_card(key)
-            if ref is None:
-                return await self.repost(key, channel, message)
+        """Record the card's state (never waits for Slack), skipping states that would show
+        what the card already shows. The ref's ``ts`` is empty until the message exists."""
         if self.shown.get(key) != message:
+            await self.chat.show_card(key, channel, message.text, message.blocks)
             self.shown[key] = message
-            self.chat.edit(ref.channel, ref.ts, message.text, message.blocks)
-        return ref
+        return await self.store.get_card(key) or CardRef(key, channel, "")
 
     async def repost(self, key: str, channel: str, message: Message) -> CardRef:
         """Start a fresh card for ``key`` (the old message, if any, stays as history)."""
-        posted_channel, ts = await self.chat.post(channel, message.text, message.blocks)
-        ref = CardRef(key=key, channel=posted_channel, ts=ts)
-        await self.store.save_card(ref)
+        await self.chat.show_card(key, channel, message.text, message.blocks, fresh=True)
         self.shown[key] = message
-        return ref
+        return CardRef(key, channel, "")
 
-    async def reply(self, key: str, message: Message) -> tuple[str, str] | None:
-        """Post ``message`` in the card's thread (for example a failure's log tail); returns
-        where the reply is, so that it can be edited."""
-        ref = await self.store.get_card(key)
-        if ref is None:
+    async def reply(self, key: str, message: Message, *, name: str | None = None) -> Reply | None:
+        """Put ``message`` in the card's thread once: the reply is keyed by ``name`` (default:
+        by its text), so a restart that says it again finds the same reply. Returns the handle
+        that ``revise`` takes, or None when there is no such card."""
+        card = await self.store.cards.get(key)
+        if card is None:
             return None
-        return await self.chat.post(ref.channel, message.text, message.blocks, thread_ts=ref.ts)
+        reply = f"{key}:{name}" if name else reply_key(key, message)
+        await self.chat.show_card(reply, card.channel, message.text, message.blocks, parent=key)
+        return key, reply
+
+    def revise(self, reply: Reply, message: Message) -> None:
+        """Change a reply's text without waiting (coalesced: the latest text wins)."""
+        self.chat.revise_card(reply[1], message.text, message.blocks)

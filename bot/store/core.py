@@ -15,6 +15,7 @@ from bot.domain.deploys import Freeze, Lock
 from bot.errors import Conflict
 from bot.store import faults, migrations, rows, schema
 from bot.store.ab import AbExperimentsStore
+from bot.store.cards import CardStates
 from bot.store.db import Database
 from bot.store.deployments import Deployments
 from bot.store.engine import build_engine, normalize_url
@@ -45,6 +46,7 @@ class Store:
         self.inbox = Inbox(self.db)
         self.interactions = Inbox(self.db, table=schema.interactions, gate=self.inbox.gate)
         self.ab = AbExperimentsStore(self.db)
+        self.cards = CardStates(self.db, self.inbox.gate)
         self._engine = engine
         self._timeout = timeout
         self._read = self.db.read

@@ -9,10 +9,14 @@ from typing import Any
 import sqlalchemy as sa
 
 from bot.domain.deploys import ApprovalVote, Deployment, DeployState
+from bot.domain.paging import Page, offset_of
 from bot.store.db import Database
 from bot.store.rowmap import checked, from_row, values_of
 from bot.store.schema import approval_votes as votes
 from bot.store.schema import deployments as table
+from bot.store.schema import locks
+
+COUNT_CAP = 50_000  # a listing says "50000+" rather than count without end
 
 
 class Deployments:
@@ -43,6 +47,68 @@ class Deployments:
             updated = (await conn.execute(stmt.returning(table.c.id))).first()
         return await self.get(deploy_id) if updated else None
 
+    async def finish(
+        self,
+        deploy_id: int,
+        *,
+        only_if: Iterable[DeployState],
+        holder: str,
+        **changes: Any,
+    ) -> Deployment | None:
+        """A final state and the release of the lock ``holder`` holds on the deploy's
+        environment, in one transaction: compare-and-set from one of ``only_if``, and only while
+        no ecspresso process group is recorded for the deploy (one that may still run keeps
+        the lock held). None when the transition did not happen."""
+        values = checked(changes, table) | {"step": None}
+        stmt = (
+            table.update()
+            .where(
+                table.c.id == deploy_id,
+                table.c.state.in_([str(s) for s in only_if]),
+                table.c.ecspresso_pgid.is_(None),
+            )
+            .values(values)
+            .returning(table.c.model, table.c.env)
+        )
+        async with self.db.write() as conn:
+            updated = (await conn.execute(stmt)).first()
+            if updated is not None:
+                await conn.execute(
+                    locks.delete().where(
+                        locks.c.model == updated.model,
+                        locks.c.env == updated.env,
+                        locks.c.holder == holder,
+                    )
+                )
+        return await self.get(deploy_id) if updated else None
+
+    async def enter(
+        self, deploy_id: int, step: str, *, ecspresso_run: bool = False, **changes: Any
+    ) -> Deployment | None:
+        """A running deploy enters ``step`` (counting an ecspresso deploy it is about to
+        start); None when it is not running any more."""
+        values = checked(changes, table) | {"step": step}
+        if ecspresso_run:
+            values["ecspresso_runs"] = table.c.ecspresso_runs + 1
+        stmt = table.update().where(
+            table.c.id == deploy_id, table.c.state == str(DeployState.RUNNING)
+        )
+        async with self.db.write() as conn:
+            updated = (await conn.execute(stmt.values(values).returning(table.c.id))).first()
+        return await self.get(deploy_id) if updated else None
+
+    async def record_process(self, deploy_id: int, pgid: int, fingerprint: str) -> None:
+        """The process group of the ecspresso now running for the deploy."""
+        await self.update(deploy_id, ecspresso_pgid=pgid, ecspresso_fingerprint=fingerprint)
+
+    async def clear_process(self, deploy_id: int) -> None:
+        """The deploy's ecspresso process group has ended."""
+        await self.update(deploy_id, ecspresso_pgid=None, ecspresso_fingerprint=None)
+
+    async def with_process(self) -> list[Deployment]:
+        """Deploys (in any state) with an ecspresso process group recorded."""
+        return await self.many(table.select().where(table.c.ecspresso_pgid.is_not(None)))
+
     async def in_states(self, *states: DeployState) -> list[Deployment]:
         stmt = table.select().where(table.c.state.in_([str(s) for s in states]))
         return await self.many(stmt.order_by(table.c.id))
@@ -54,6 +120,19 @@ class Deployments:
         if env is not None:
             stmt = stmt.where(table.c.env == env)
         return await self.many(stmt.order_by(table.c.id.desc()).limit(limit))
+
+    async def history_page(self, model: str, env: str, number: int, size: int) -> Page[Deployment]:
+        """Page ``number`` of the deploys to ``model``/``env``, newest first, and their count
+        (counted on the (model, env, id) index, up to ``COUNT_CAP``)."""
+        where = (table.c.model == model, table.c.env == env)
+        inner = sa.select(sa.literal(1)).select_from(table).where(*where).limit(COUNT_CAP)
+        count = sa.select(sa.func.count()).select_from(inner.subquery())
+        stmt = table.select().where(*where).order_by(table.c.id.desc())
+        stmt = stmt.limit(size).offset(offset_of(number, size))
+        async with self.db.read() as conn:
+            total = int(await conn.scalar(count) or 0)
+        items = await self.many(stmt) if total else []
+        return Page(items, total, max(1, number), size)
 
     async def last_good(
         self, model: str, env: str, *, before: int | None = None, digest: str | None = None
@@ -110,12 +189,12 @@ class Deployments:
         async with self.db.read() as conn:
             rows = (await conn.execute(stmt)).all()
             ids = [r.id for r in rows]
-            cast = (
-                await conn.execute(
-                    votes.select().where(votes.c.deploy_id.in_(ids)).order_by(votes.c.at)
-                )
-            ).all()
-        return [self.build(row, [v for v in cast if v.deploy_id == row.id]) for row in rows]
+            query = votes.select().where(votes.c.deploy_id.in_(ids)).order_by(votes.c.at)
+            cast = (await conn.execute(query)).all() if ids else []
+        by_deploy: dict[int, list[sa.Row[Any]]] = {}
+        for v in cast:
+            by_deploy.setdefault(v.deploy_id, []).append(v)
+        return [self.build(row, by_deploy.get(row.id, [])) for row in rows]
 
     def build(self, row: sa.Row[Any], cast: list[sa.Row[Any]]) -> Deployment:
         approvers = tuple(v.user for v in cast if v.approve)

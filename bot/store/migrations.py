@@ -22,6 +22,10 @@ from bot.store.versions import (
     v004_deployments,
     v005_ab,
     v006_interactions,
+    v007_listing_indexes,
+    v008_deploy_progress,
+    v009_run_requests,
+    v010_card_states,
 )
 
 # Key of the PostgreSQL advisory lock that serialises `migrate` across processes ("mlopsbot").
@@ -42,6 +46,10 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, v004_deployments.DESCRIPTION, v004_deployments.apply),
     Migration(5, v005_ab.DESCRIPTION, v005_ab.apply),
     Migration(6, v006_interactions.DESCRIPTION, v006_interactions.apply),
+    Migration(7, v007_listing_indexes.DESCRIPTION, v007_listing_indexes.apply),
+    Migration(8, v008_deploy_progress.DESCRIPTION, v008_deploy_progress.apply),
+    Migration(9, v009_run_requests.DESCRIPTION, v009_run_requests.apply),
+    Migration(10, v010_card_states.DESCRIPTION, v010_card_states.apply),
 )
 LATEST = MIGRATIONS[-1].version
 

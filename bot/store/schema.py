@@ -106,6 +106,31 @@ cards = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
 
+# Each card's desired state (the Slack outbox): ``version`` counts what was asked for, ``synced``
+# what Slack shows; ``dirty`` while they differ. ``parent`` names the card a thread reply hangs
+# under; ``generation`` counts fresh posts of the key (a repost starts a new message); ``claims``
+# counts sends begun since the last outcome (above 1: a send may have posted, look first).
+card_states = sa.Table(
+    "card_states",
+    metadata,
+    sa.Column("key", sa.String(255), primary_key=True),
+    sa.Column("channel", sa.String(255), nullable=False),
+    sa.Column("parent", sa.String(255), nullable=True),
+    sa.Column("generation", sa.Integer, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("blocks", sa.Text, nullable=True),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("synced", sa.Integer, nullable=False),
+    sa.Column("dirty", sa.Boolean, nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("claims", sa.Integer, nullable=False),
+    sa.Column("retry_at", UTCDateTime, nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index("ix_card_states_dirty_retry_at", "dirty", "retry_at"),
+)
+
 # The GitLab webhook inbox: one row per delivery key; the worker moves rows out of "pending".
 inbox = sa.Table(
     "inbox",
@@ -161,13 +186,15 @@ ci_state = sa.Table(
     sa.Column("updated_at", UTCDateTime, nullable=False, index=True),
 )
 
+RUN_ACTIVE = sa.text("state IN ('queued', 'running')")
+RUN_DONE = sa.text("state IN ('succeeded', 'failed', 'canceled')")
 runs = sa.Table(
     "runs",
     metadata,
     sa.Column("id", bigint_pk(), primary_key=True, autoincrement=True),
     sa.Column("model", sa.String(255), nullable=False),
     sa.Column("backend", sa.String(32), nullable=False),
-    sa.Column("state", sa.String(32), nullable=False, index=True),
+    sa.Column("state", sa.String(32), nullable=False),  # v7: partial indexes instead
     sa.Column("requester", sa.String(255), nullable=False),
     sa.Column("ref", sa.String(255), nullable=False),
     sa.Column("sha", sa.String(64), nullable=True),
@@ -188,8 +215,33 @@ runs = sa.Table(
     sa.Column("test_set", sa.String(255), nullable=True),
     sa.Column("verdict", json_type(), nullable=True),
     sa.Column("image", sa.Text, nullable=True),
+    sa.Column("request", sa.String(255), nullable=True),  # v9: the Slack delivery's key
     sa.Index("ix_runs_model_id", "model", "id"),
+    sa.Index("uq_runs_request", "request", unique=True),
     sa.Index("ix_runs_pipeline", "project", "pipeline_id"),
+    # Partial indexes over the active and the finished runs (v7): listings, counts and GPU
+    # sums read those entries only. Queries must spell the condition as a literal.
+    sa.Index("ix_runs_active_id", "id", sqlite_where=RUN_ACTIVE, postgresql_where=RUN_ACTIVE),
+    sa.Index(
+        "ix_runs_active_model",
+        "model",
+        "id",
+        "gpus",
+        sqlite_where=RUN_ACTIVE,
+        postgresql_where=RUN_ACTIVE,
+    ),
+    sa.Index(
+        "ix_runs_active_requester",
+        "requester",
+        "id",
+        "gpus",
+        sqlite_where=RUN_ACTIVE,
+        postgresql_where=RUN_ACTIVE,
+    ),
+    sa.Index("ix_runs_finished_id", "id", sqlite_where=RUN_DONE, postgresql_where=RUN_DONE),
+    sa.Index(
+        "ix_runs_finished_model", "model", "id", sqlite_where=RUN_DONE, postgresql_where=RUN_DONE
+    ),
 )
 
 deployments = sa.Table(
@@ -216,6 +268,12 @@ deployments = sa.Table(
     sa.Column("finished_at", UTCDateTime, nullable=True),
     sa.Column("detail", sa.Text, nullable=False),
     sa.Column("diff", sa.Text, nullable=True),
+    # v8: where a running deploy is and the ecspresso process group it may have running
+    sa.Column("step", sa.String(16), nullable=True),
+    sa.Column("ecspresso_runs", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("ecs_before", sa.Text, nullable=True),
+    sa.Column("ecspresso_pgid", sa.Integer, nullable=True),
+    sa.Column("ecspresso_fingerprint", sa.String(128), nullable=True),
     sa.Index("ix_deployments_model_env_id", "model", "env", "id"),
 )
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from bot.domain.deploys import Deployment, DeployState, Lock
+from bot.domain.paging import Page
 from bot.domain.runs import Run
 from bot.ports import ServiceState
 from bot.views.actions import ActionId, DeployTarget
@@ -22,6 +23,7 @@ from bot.views.blocks import (
     user,
     when,
 )
+from bot.views.listing import fitted, paging_note
 
 ICONS = {
     DeployState.AWAITING_APPROVAL: ":raised_hand:",
@@ -63,10 +65,17 @@ def header(d: Deployment) -> str:
 
 
 def facts(d: Deployment, run: Run | None) -> str:
-    return (
-        f"image {code(d.image_tag)} · digest {code(short(d.digest))} · {run_summary(run)} · "
-        f"requested by {user(d.requester)}"
-    )
+    """Image, digest, run and requester; what is unknown is left out rather than shown empty
+    (a rollback to what ran before the bot knows a task definition revision, not a tag)."""
+    parts = []
+    if d.image_tag.startswith("revision "):
+        parts.append(f"task definition {escape(d.image_tag)}")
+    elif d.image_tag:
+        parts.append(f"image {code(d.image_tag)}")
+    if d.digest:
+        parts.append(f"digest {code(short(d.digest))}")
+    parts += [run_summary(run), f"requested by {user(d.requester)}"]
+    return " · ".join(parts)
 
 
 def votes_line(d: Deployment, prompt: Prompt | None) -> str:
@@ -159,9 +168,12 @@ def history_line(d: Deployment, run: Run | None) -> str:
     )
 
 
-def history_reply(model: str, env: str, rows: Sequence[tuple[Deployment, Run | None]]) -> Message:
-    body = "\n".join(history_line(d, r) for d, r in rows) or "no deploys yet"
-    return Message(text=f"{model}/{env} history", blocks=[section(f"*{model}/{env}*\n{body}")])
+def history_reply(model: str, env: str, page: Page[tuple[Deployment, Run | None]]) -> Message:
+    """One page of past deploys, newest first, saying how many it left out."""
+    lines = [history_line(d, r) for d, r in page.items] or ["no deploys yet"]
+    note = paging_note(page, "deploys", f"/deploy {model} history {env}")
+    text = fitted(f"*{model}/{env}*", lines, note)
+    return Message(text=f"{model}/{env} history", blocks=[section(text)])
 
 
 class EnvStatus(Protocol):

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from bot.domain.accuracy import MetricsReport, Verdict, table
+from bot.domain.paging import Page
 from bot.domain.runs import Run, RunState
 from bot.ports import NodeGpus, PendingGpuJob
 from bot.views.actions import ActionId, RunTarget
@@ -21,6 +22,7 @@ from bot.views.blocks import (
     user,
     when,
 )
+from bot.views.listing import fitted, paging_note
 
 STATE_ICONS = {
     RunState.QUEUED: ":hourglass_flowing_sand:",
@@ -125,17 +127,28 @@ def run_card(run: Run, now: datetime, next_env: str | None = None) -> Message:
     return Message(text=f"{run.model} run #{run.id}: {run.state}", blocks=blocks)
 
 
+LISTED_REF = 40  # characters of a ref shown in a listing (the card shows all of it)
+
+
 def run_line(run: Run) -> str:
+    ref = run.ref if len(run.ref) <= LISTED_REF else run.ref[: LISTED_REF - 1] + "…"
     return (
-        f"{STATE_ICONS[run.state]} *#{run.id}* {run.model} {code(run.ref)} by "
+        f"{STATE_ICONS[run.state]} *#{run.id}* {run.model} {code(ref)} by "
         f"{user(run.requester)} · {run.state} · {when(run.created_at)}"
     )
 
 
-def run_list(active: Sequence[Run], recent: Sequence[Run]) -> Message:
-    body = [section("*Active runs*\n" + ("\n".join(map(run_line, active)) or "none"))]
-    body.append(section("*Recent runs*\n" + ("\n".join(map(run_line, recent)) or "none")))
-    return Message(text="training runs", blocks=body)
+def run_list(active: Page[Run], recent: Page[Run], model: str | None = None) -> Message:
+    """One page of the active runs and of the finished ones, each saying what it left out."""
+    command = "/train list" + (f" {model}" if model else "")
+    blocks = []
+    for title_, page, noun in (
+        ("*Active runs*", active, "active runs"),
+        ("*Recent runs*", recent, "finished runs"),
+    ):
+        lines = [run_line(r) for r in page.items] or ["none"]
+        blocks.append(section(fitted(title_, lines, paging_note(page, noun, command))))
+    return Message(text="training runs", blocks=blocks)
 
 
 def log_tail(where: str, log: str) -> Message:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+from collections.abc import Callable
 from typing import Any
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -23,11 +24,53 @@ def client_config(timeout: float, attempts: int = 3) -> Config:
     )
 
 
+class AwsClients:
+    """Every AWS client of the bot from ONE boto3 Session (a Session each costs ~10 MB), each
+    client built on its first call: a bot that never deploys never loads boto3's models."""
+
+    def __init__(self, *, region: str, endpoint_url: str | None, timeout: float) -> None:
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.timeout = timeout
+        self._session: Any = None
+        self._lock = threading.Lock()  # clients are first used from worker threads
+
+    def client(self, service: str) -> Any:
+        return LazyClient(lambda: self._build(service))
+
+    def _build(self, service: str) -> Any:
+        with self._lock:
+            if self._session is None:
+                import boto3  # deferred: boto3 and its service models are slow to load
+
+                self._session = boto3.session.Session()
+            return self._session.client(
+                service,
+                region_name=self.region,
+                endpoint_url=self.endpoint_url,
+                config=client_config(self.timeout),
+            )
+
+
+class LazyClient:
+    """Stands for a boto3 client that is built when first used."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build = build
+        self._client: Any = None
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._build()
+        return getattr(self._client, name)
+
+
 def aws_client(service: str, *, region: str, endpoint_url: str | None, timeout: float) -> Any:
-    session = boto3.session.Session()
-    return session.client(
-        service, region_name=region, endpoint_url=endpoint_url, config=client_config(timeout)
-    )
+    """One client on its own (tests and tools); the bot shares one ``AwsClients``."""
+    return AwsClients(region=region, endpoint_url=endpoint_url, timeout=timeout).client(service)
 
 
 class S3Objects:

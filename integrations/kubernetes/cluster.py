@@ -28,6 +28,7 @@ from tenacity import (
 from bot.errors import BotError, ConfigError, Conflict, ExternalError, UserInputError
 from bot.ports import JobSpec, JobUpdate, NodeGpus, PendingGpuJob
 from integrations.kubernetes import manifests as kube_jobs
+from integrations.kubernetes import templates
 from integrations.kubernetes.manifests import JOB_NAME_LABEL, api_message, describe, is_transient
 from integrations.kubernetes.watch import WatchTiming, job_updates
 
@@ -68,7 +69,12 @@ class KubernetesCluster:
     async def create_job(self, spec: JobSpec) -> None:
         what = f"create job {spec.namespace}/{spec.name}"
         try:
-            body = kube_jobs.to_job(spec)
+            template = (
+                await asyncio.to_thread(templates.load, spec.template) if spec.template else None
+            )
+            body = kube_jobs.to_job(spec, template)
+        except templates.TemplateError as err:
+            raise UserInputError(f"the Job template cannot be used: {err}") from err
         except pydantic.ValidationError as err:
             raise UserInputError(
                 f"invalid job {spec.name}: {err.error_count()} bad field(s)"
@@ -98,6 +104,17 @@ class KubernetesCluster:
         except ApiException as err:
             if err.status != 404:
                 raise _rejected(what, err) from err
+
+    async def find_job(self, namespace: str, label_selector: str) -> str | None:
+        """The oldest Job matching ``label_selector``, by name; None when there is none."""
+        jobs = await self._list(
+            f"list jobs in {namespace}",
+            self._batch.list_namespaced_job,
+            namespace,
+            label_selector=label_selector,
+        )
+        oldest = min(jobs, key=kube_jobs.created, default=None)
+        return str(oldest.metadata.name) if oldest is not None else None
 
     async def job_update(self, namespace: str, name: str) -> JobUpdate | None:
         job = await self._read_job(namespace, name)

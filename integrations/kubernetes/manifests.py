@@ -5,8 +5,9 @@ Objects are the models of ``kubernetes.aio.client`` (pydantic, snake_case attrib
 
 from __future__ import annotations
 
+import copy
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,8 +22,11 @@ CONTAINER = "train"
 _EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
-def job_manifest(spec: JobSpec) -> dict[str, Any]:
-    """The batch/v1 Job for ``spec``, as the JSON the API server takes."""
+def job_manifest(spec: JobSpec, template: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The batch/v1 Job for ``spec``, as the JSON the API server takes; with the team's
+    ``template``, that Job filled in (see ``from_template``)."""
+    if template is not None:
+        return from_template(spec, template)
     job_spec: dict[str, Any] = {
         "backoffLimit": spec.backoff_limit,
         "template": {"metadata": {"labels": dict(spec.labels)}, "spec": _pod_spec(spec)},
@@ -37,6 +41,61 @@ def job_manifest(spec: JobSpec) -> dict[str, Any]:
         "metadata": {"name": spec.name, "namespace": spec.namespace, "labels": dict(spec.labels)},
         "spec": job_spec,
     }
+
+
+def from_template(spec: JobSpec, template: Mapping[str, Any]) -> dict[str, Any]:
+    """The template with what belongs to the run filled in: name, namespace and labels (on the
+    Job and its pods), the ``train`` container's image, env and GPU limit (and request, if the
+    template requests GPUs), the deadline; command, args, node selector, tolerations and
+    service account only when the model's settings give them. Everything else stays as written."""
+    job = copy.deepcopy(dict(template))
+    meta = job.setdefault("metadata", {})
+    meta.update(name=spec.name, namespace=spec.namespace)
+    meta["labels"] = {**(meta.get("labels") or {}), **spec.labels}
+    body = job.setdefault("spec", {})
+    body.setdefault("backoffLimit", spec.backoff_limit)
+    if spec.active_deadline_seconds is not None:
+        body["activeDeadlineSeconds"] = spec.active_deadline_seconds
+    if spec.ttl_seconds_after_finished is not None:
+        body.setdefault("ttlSecondsAfterFinished", spec.ttl_seconds_after_finished)
+    pod_meta = body.setdefault("template", {}).setdefault("metadata", {})
+    pod_meta["labels"] = {**(pod_meta.get("labels") or {}), **spec.labels}
+    pod = body["template"].setdefault("spec", {})
+    pod.setdefault("restartPolicy", "Never")
+    if spec.node_selector:
+        pod["nodeSelector"] = dict(spec.node_selector)
+    if spec.tolerations:
+        pod["tolerations"] = [dict(toleration) for toleration in spec.tolerations]
+    if spec.service_account:
+        pod["serviceAccountName"] = spec.service_account
+    _fill_container(spec, pod)
+    return job
+
+
+def _fill_container(spec: JobSpec, pod: dict[str, Any]) -> None:
+    containers = pod.setdefault("containers", [])
+    container = next((c for c in containers if c.get("name") == CONTAINER), None)
+    if container is None:
+        container = {"name": CONTAINER}
+        containers.append(container)
+    if spec.image:
+        container["image"] = spec.image
+    if spec.command:
+        container["command"] = list(spec.command)
+    if spec.args:
+        container["args"] = list(spec.args)
+    kept = [e for e in container.get("env") or [] if e.get("name") not in spec.env]
+    container["env"] = kept + [{"name": k, "value": v} for k, v in spec.env.items()]
+    resources = container.setdefault("resources", {})
+    for kind in ("limits", "requests"):
+        values = dict(resources.get(kind) or {})
+        values.pop(GPU, None)
+        if spec.gpus > 0 and (kind == "limits" or GPU in (resources.get(kind) or {})):
+            values[GPU] = str(spec.gpus)
+        if values:
+            resources[kind] = values
+        else:
+            resources.pop(kind, None)
 
 
 def _pod_spec(spec: JobSpec) -> dict[str, Any]:
@@ -61,9 +120,9 @@ def _pod_spec(spec: JobSpec) -> dict[str, Any]:
     return pod
 
 
-def to_job(spec: JobSpec) -> Any:
+def to_job(spec: JobSpec, template: Mapping[str, Any] | None = None) -> Any:
     """The manifest as the client's model (raises pydantic's ValidationError on bad types)."""
-    return V1Job.from_dict(job_manifest(spec))
+    return V1Job.from_dict(job_manifest(spec, template))
 
 
 # ---- reading state ---------------------------------------------------------------------------
@@ -71,10 +130,10 @@ def to_job(spec: JobSpec) -> Any:
 
 def newest_pod(pods: Iterable[Any]) -> Any | None:
     """The most recently created pod (the job controller's latest attempt)."""
-    return max(pods, key=_created, default=None)
+    return max(pods, key=created, default=None)
 
 
-def _created(obj: Any) -> tuple[datetime, str]:
+def created(obj: Any) -> tuple[datetime, str]:
     meta = obj.metadata
     return (meta.creation_timestamp or _EPOCH, meta.name or "")
 

@@ -344,8 +344,13 @@ async def test_the_guard_trips_on_bad_cloudwatch_data_and_reverts(
     text = card_text(sandbox)
     assert '"text": ":red_circle: *fraud/prod · A/B #1* — aborted' in text
     assert ":red_circle: 5xx rate: A 0.00% · B 10.00%" in text
-    announced = [m.text for m in sandbox.slack.messages if "the guard aborted A/B #1" in m.text]
-    assert len(announced) == 1 and announced[0].startswith(":red_circle: <@U0ALICE>")
+
+    def announced() -> list[str]:
+        return [m.text for m in sandbox.slack.messages if "the guard aborted A/B #1" in m.text]
+
+    await sandbox.slack.wait_for(lambda: bool(announced()), timeout=TIMEOUT)
+    await sandbox.bot.notifier.flush()
+    assert len(announced()) == 1 and announced()[0].startswith(":red_circle: <@U0ALICE>")
     audit = await sandbox.bot.store.audit_events(model="fraud")
     assert [a.actor for a in audit if a.action == "ab.guard_abort"] == ["guard"]
 

@@ -3,8 +3,11 @@ bot's one watch per namespace, the test playing the kubelet, metrics from S3 on 
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,7 +17,8 @@ import pytest
 import yaml
 from kubernetes.aio.client import ApiClient, BatchV1Api, CoreV1Api
 
-from bot.domain.runs import RunState
+from bot.clock import utcnow
+from bot.domain.runs import Run, RunState
 from bot.sandbox.console import Console
 from bot.sandbox.runner import Sandbox, running_sandbox
 from integrations.kubernetes.cluster import api_client
@@ -177,3 +181,126 @@ async def test_a_template_the_api_server_rejects_is_a_clear_error(
         await card_says(sandbox, "could not start")
         run = await sandbox.bot.store.runs.get(1)
         assert run is not None and run.state == RunState.FAILED
+
+
+def queued_run(model: str) -> Run:
+    """A run row as /train writes it before asking Kubernetes."""
+    return Run(
+        id=0,
+        model=model,
+        backend="kubernetes",
+        state=RunState.QUEUED,
+        requester="U0ALICE",
+        ref="main",
+        created_at=utcnow(),
+        gpus=1,
+    )
+
+
+async def run_jobs(kube_api: ApiClient, model: str) -> list[str]:
+    jobs = await BatchV1Api(kube_api).list_namespaced_job(
+        NS, label_selector=f"mlops-bot/model={model},mlops-bot/run=1"
+    )
+    return [str(j.metadata.name) for j in jobs.items if j.metadata is not None]
+
+
+async def has_job(sandbox: Sandbox) -> bool:
+    run = await sandbox.bot.store.runs.get(1)
+    return run is not None and run.job_name is not None
+
+
+async def test_a_run_recorded_before_a_crash_gets_its_job_after_the_restart(
+    bot: tuple[Sandbox, Console], kubelet: FakeKubelet, kube_api: ApiClient, model: str
+) -> None:
+    sandbox, _ = bot
+    await sandbox.bot.store.runs.create(queued_run(model))
+    await sandbox.restart()
+    await eventually(lambda: has_job(sandbox), timeout=30)
+    assert await run_jobs(kube_api, model) == [f"mlops-{model}-1"]
+    pod = await kubelet.scheduled_pod(f"mlops-{model}-1")
+    await kubelet.run(pod)
+    await card_says(sandbox, "running")
+
+
+async def test_a_job_created_just_before_the_crash_is_found_not_made_again(
+    bot: tuple[Sandbox, Console], kubelet: FakeKubelet, kube_api: ApiClient, model: str
+) -> None:
+    sandbox, _ = bot
+    run = await sandbox.bot.store.runs.create(queued_run(model))
+    launcher = sandbox.bot.deps.training.launcher
+    made = launcher.job_spec(run, sandbox.bot.settings.models[model])
+    spec = dataclasses.replace(made, name=f"{made.name}-earlier")  # found by label, not name
+    assert launcher.cluster is not None
+    await launcher.cluster.create_job(spec)
+    await sandbox.restart()
+    await eventually(lambda: has_job(sandbox), timeout=30)
+    resumed = await sandbox.bot.store.runs.get(1)
+    assert resumed is not None and resumed.job_name == spec.name
+    assert await run_jobs(kube_api, model) == [spec.name]
+
+
+EXAMPLE_TEMPLATE = (
+    Path(__file__).resolve().parents[2] / "examples" / "kubernetes" / "train-job.yaml"
+)
+
+
+def team_template(tmp_path: Path) -> Path:
+    """The example template, made schedulable on the test node (no pull secret, PVC or class)."""
+    data = yaml.safe_load(EXAMPLE_TEMPLATE.read_text())
+    pod = data["spec"]["template"]["spec"]
+    for key in ("imagePullSecrets", "priorityClassName", "serviceAccountName", "nodeSelector"):
+        pod.pop(key)
+    pod["volumes"] = [v for v in pod["volumes"] if v["name"] == "dshm"]
+    (train,) = pod["containers"]
+    train["volumeMounts"] = [m for m in train["volumeMounts"] if m["name"] == "dshm"]
+    train["env"] = [e for e in train["env"] if "valueFrom" not in e]
+    train["resources"] = {  # small enough to fit beside what other tests leave on the node
+        "requests": {"cpu": "100m", "memory": "128Mi"},
+        "limits": {"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": "1"},
+    }
+    path = tmp_path / "train-job.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+async def test_the_job_comes_from_the_teams_template(
+    tmp_path: Path, kubeconfig: Path, kubelet: FakeKubelet, model: str
+) -> None:
+    config = config_file(tmp_path, kubeconfig, model, template=str(team_template(tmp_path)))
+    async for sandbox, console in start(config):
+        await console.execute(f"/train {model} gpus=1")
+        assert f"Started run #1 of *{model}*" in replies(sandbox)[-1]
+        pod = await kubelet.scheduled_pod(f"mlops-{model}-1")
+        (train,) = pod.spec.containers
+        assert train.resources.limits == {"cpu": "1", "memory": "1Gi", "nvidia.com/gpu": "1"}
+        requests = {"cpu": "100m", "memory": "128Mi", "nvidia.com/gpu": "1"}  # GPU: API default
+        assert train.resources.requests == requests
+        assert train.image == "registry.example.com/ml/train:1"  # the model's image wins
+        shm = next(v for v in pod.spec.volumes if v.name == "dshm")
+        assert shm.empty_dir.medium == "Memory"
+        assert any(t.key == "nvidia.com/gpu" for t in pod.spec.tolerations)
+        assert pod.metadata.labels["team"] == "churn"
+
+
+def check_config(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bot", "--config", str(config), "check-config"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_check_config_points_at_the_line_of_a_template_mistake(
+    tmp_path: Path, kubeconfig: Path, model: str
+) -> None:
+    template = team_template(tmp_path)
+    good = check_config(config_file(tmp_path, kubeconfig, model, template=str(template)))
+    assert good.returncode == 0, good.stderr
+    template.write_text(template.read_text().replace("sizeLimit:", "sizeLimt:"))
+    bad = check_config(config_file(tmp_path, kubeconfig, model, template=str(template)))
+    line = next(n for n, t in enumerate(template.read_text().splitlines(), 1) if "sizeLimt" in t)
+    assert bad.returncode == 1
+    assert f"models.{model}.training.kubernetes.template: {template}:{line}: " in bad.stderr
+    assert "unknown field 'sizeLimt' in EmptyDirVolumeSource" in bad.stderr

@@ -25,6 +25,7 @@ from bot.sandbox.ecspresso.render import (
 )
 from bot.services.training.commands import Training, hp_variable, run_variables
 from handlers import actions, commands, reactions
+from integrations.kubernetes import templates as job_templates
 from integrations.kubernetes.manifests import job_manifest
 from tests.tools import Validate
 
@@ -291,12 +292,17 @@ def test_example_gpu_job_is_what_the_bot_creates(example: Settings, validate: Va
     )
     unused = cast(Any, None)  # job_spec reads only the settings
     training = Training(example, unused, unused, unused, None, None)
-    expected = job_manifest(training.job_spec(run, churn))
-    shown = yaml.safe_load((EXAMPLES / "kubernetes" / "train-job.yaml").read_text())
-    assert shown == expected, "regenerate examples/kubernetes/train-job.yaml:\n" + yaml.safe_dump(
-        expected, sort_keys=False
-    )
-    validate([shown])
+    template = job_templates.load(EXAMPLES / "kubernetes" / "train-job.yaml")
+    job = job_manifest(training.launcher.job_spec(run, churn), template)
+    validate([template, job])
+    pod = job["spec"]["template"]["spec"]
+    (train,) = pod["containers"]
+    assert train["resources"]["limits"]["nvidia.com/gpu"] == "2"  # filled in from gpus=2
+    assert train["resources"]["requests"]["memory"] == "48Gi"  # kept as written
+    assert {"name": "HP_EPOCHS", "value": "30"} in train["env"]
+    assert any(v.get("emptyDir", {}).get("medium") == "Memory" for v in pod["volumes"])
+    assert pod["tolerations"][0]["key"] == "nvidia.com/gpu"
+    assert job["metadata"]["labels"]["mlops-bot/run"] == "42"
 
 
 def test_doc_links_point_at_files_that_exist() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from bot.logs import SecretScrubber
-from bot.services.deploys.diffs import scrub, summary
+from bot.services.deploys.diffs import local_names, scrub, summary
 from bot.views.deploys import deploy_card, diff_line
 
 DIFF = """\
@@ -63,3 +63,14 @@ def test_the_card_shows_the_diff_line_not_the_rendered_diff() -> None:
     )
     card = str(deploy_card(d, None, diff="computing diff…").blocks)
     assert "*diff*: computing diff…" in card
+
+
+def test_local_paths_in_headers_become_file_names() -> None:
+    diff = (
+        "--- arn:aws:ecs:us-east-1:123456789012:task-definition/fraud:1\n"
+        "+++ /tmp/mlops-bot-ecspresso-x1/deploy/ecs-task-def.json\n"
+        "@@ -1 +1 @@\n-a\n+b\n"
+    )
+    shown = local_names(diff)
+    assert "+++ ecs-task-def.json\n" in shown and "/tmp/" not in shown  # noqa: S108
+    assert shown.startswith("--- arn:aws:ecs:")

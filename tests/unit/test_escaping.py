@@ -21,6 +21,7 @@ from bot.domain.accuracy import Champion, Verdict
 from bot.domain.ci import Deployment as CiDeployment
 from bot.domain.ci import Job, MergeRequest, MergeRequestRef, Pipeline
 from bot.domain.deploys import Deployment, DeployState, Freeze, Lock
+from bot.domain.paging import Page
 from bot.domain.runs import Run, RunState
 from bot.ports import NodeGpus, PendingGpuJob, ServiceState, Split
 from bot.views import ab, blocks, ci, deploys, locks, replies, runs
@@ -129,7 +130,9 @@ CASES: dict[str, Callable[[str], list[Message]]] = {
         for state in DeployState
     ],
     "full_diff_message": lambda t: [deploys.full_diff_message(t)],
-    "history_reply": lambda t: [deploys.history_reply("fraud", "prod", [(deployment(t), run(t))])],
+    "history_reply": lambda t: [
+        deploys.history_reply("fraud", "prod", Page([(deployment(t), run(t))], 1))
+    ],
     "status_reply": lambda t: [
         deploys.status_reply("fraud", [Status(t, service(t)), Status(t, None)], None),
         locks.status_reply(
@@ -149,7 +152,7 @@ CASES: dict[str, Callable[[str], list[Message]]] = {
         runs.run_card(run(t), AT + timedelta(minutes=3), "stg"),
         runs.run_card(replace(run(t), state=RunState.RUNNING), AT),
     ],
-    "run_list": lambda t: [runs.run_list([run(t)], [run(t)])],
+    "run_list": lambda t: [runs.run_list(Page([run(t)], 1), Page([run(t)], 1))],
     "log_tail": lambda t: [runs.log_tail(t, t)],
     "gpu_report": lambda t: [runs.gpu_report([NodeGpus(t, 8, 2)], [PendingGpuJob(t, t, 1, t)])],
 }

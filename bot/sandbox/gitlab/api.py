@@ -11,6 +11,7 @@ from urllib.parse import unquote, urlencode
 
 from aiohttp import web
 
+from bot.sandbox.gitlab import filters as pipeline_filters
 from bot.sandbox.gitlab import shapes
 from bot.sandbox.gitlab.state import ApiError, CiState, Pipeline, StandInProject, cancel, not_found
 
@@ -53,6 +54,7 @@ class GitLabApi:
             (method, re.compile(pattern + "$"), handler)
             for method, pattern, handler in [
                 ("GET", PROJECT, self._get_project),
+                ("GET", PROJECT + "/pipelines", self._list_pipelines),
                 ("POST", PROJECT + "/pipeline", self._create_pipeline),
                 ("POST", PROJECT + "/trigger/pipeline", self._trigger_pipeline),
                 ("GET", PIPELINE, self._get_pipeline),
@@ -149,6 +151,14 @@ class GitLabApi:
     def _created(self, pipeline: Pipeline) -> web.Response:
         self._notify(pipeline)
         return web.json_response(shapes.pipeline_json(pipeline, self._url()), status=201)
+
+    def _list_pipelines(self, req: _Request) -> web.Response:
+        """GET /projects/:id/pipelines: filtered, newest first by default, paginated."""
+        project = self._project(req)
+        chosen = [p for p in self.state.pipelines if p.project is project]
+        chosen = [p for p in chosen if pipeline_filters.matches(p, req.args)]
+        chosen = pipeline_filters.ordered(chosen, req.args)
+        return self._page(req, [shapes.pipeline_basic(p, self._url()) for p in chosen])
 
     def _get_pipeline(self, req: _Request) -> web.Response:
         return web.json_response(shapes.pipeline_json(self._pipeline(req), self._url()))

@@ -70,6 +70,7 @@ class GitLabStandIn:
     ) -> None:
         self.state = CiState(projects)
         self.calls: list[RecordedCall] = []
+        self.arrivals: list[tuple[str, str]] = []  # (method, raw path) as each request arrives
         self.api = GitLabApi(
             self.state,
             tokens=[token, *read_only_tokens],
@@ -112,6 +113,11 @@ class GitLabStandIn:
     def calls_to(self, method: str, path_regex: str) -> list[RecordedCall]:
         pattern = re.compile(path_regex)
         return [c for c in self.calls if c.method == method and pattern.search(c.path)]
+
+    def arrived(self, method: str, path_regex: str) -> bool:
+        """Whether such a request has arrived (``calls`` holds it only once answered)."""
+        pattern = re.compile(path_regex)
+        return any(m == method and pattern.search(p) for m, p in self.arrivals)
 
     def fail(
         self,
@@ -225,6 +231,8 @@ class GitLabStandIn:
 
     async def _handle(self, request: web.Request) -> web.Response:
         path = request.raw_path.split("?", 1)[0]
+        self.arrivals.append((request.method, path))
+        self._changed.signal()
         json_body, form = await read_body(request)
         response = await self._respond(request, path, json_body, form)
         query = dict(request.query)

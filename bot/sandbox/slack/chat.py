@@ -5,7 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from bot.sandbox.slack.args import Emit, Handler, required_arg, text_arg
-from bot.sandbox.slack.state import SlackError, Workspace, check_text, parse_blocks
+from bot.sandbox.slack.state import (
+    SlackError,
+    Workspace,
+    check_text,
+    parse_blocks,
+    parse_metadata,
+)
 
 
 class Chat:
@@ -30,8 +36,10 @@ class Chat:
         blocks = parse_blocks(args.get("blocks"))
         text = text_arg(args, "text") or ""
         check_text(text, blocks)
+        metadata = parse_metadata(args.get("metadata"))
         message = ws.new(channel_id, text, blocks)
         message.thread_ts = text_arg(args, "thread_ts")
+        message.metadata = metadata
         ws.add(message)
         self._emit(message, "posted")
         return {
@@ -50,7 +58,10 @@ class Chat:
         blocks = parse_blocks(args.get("blocks"))
         text = text_arg(args, "text") or ""
         check_text(text, blocks if blocks is not None else message.blocks)
+        metadata = parse_metadata(args.get("metadata"))
         message.text = text
+        if metadata is not None:
+            message.metadata = metadata
         if blocks is not None or "blocks" in args:
             message.blocks = blocks or None
         message.edited += 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
 import time
 from collections.abc import Callable
@@ -39,13 +41,27 @@ class _Failure:
     times: int
 
 
+OUTAGE_KINDS = ("429", "500", "hang")
+
+
+@dataclass
+class Outage:
+    """Slack down for a method (or all): 429 with Retry-After, 500, or calls that take effect
+    and answer only after ``seconds`` (or at recovery), as a slow Slack does."""
+
+    kind: str
+    retry_after: int = 1
+    seconds: float = 30.0
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+
 class SlackStandIn:
     """An aiohttp server on 127.0.0.1 that plays Slack's Web API and response_url endpoints.
 
     Same paths, JSON shapes and error bodies as https://slack.com/api/, so
     ``AsyncWebClient(base_url=stand_in.base_url)`` works against it unchanged. Tests and the
     sandbox console read what the bot did from ``calls`` and ``messages``, and make Slack
-    misbehave with ``fail()``.
+    misbehave with ``fail()`` (the next few calls) or ``outage()`` (until ``recover()``).
     """
 
     def __init__(
@@ -73,6 +89,7 @@ class SlackStandIn:
         self._app_token = app_token
         self.socket_mode = SocketMode()
         self._failures: dict[str, list[_Failure]] = {}
+        self._outages: dict[str | None, Outage] = {}
         self._subscribers: list[Subscriber] = []
         self._responses = ResponseUrls(self.workspace, self._emit)
         self._runner: web.AppRunner | None = None
@@ -102,6 +119,7 @@ class SlackStandIn:
         self._port = self._runner.addresses[0][1]
 
     async def stop(self) -> None:
+        self.recover()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -131,6 +149,37 @@ class SlackStandIn:
         """Answer the next ``times`` calls of ``method`` with ``status`` (429: ratelimited)."""
         self._failures.setdefault(method, []).append(_Failure(status, retry_after, times))
 
+    def outage(
+        self,
+        kind: str,
+        method: str | None = None,
+        *,
+        retry_after: int = 1,
+        seconds: float = 30.0,
+    ) -> None:
+        """Until ``recover()``, every call of ``method`` (every method when None) answers 429
+        with ``Retry-After``, answers 500, or (``hang``) takes effect and answers ``seconds``
+        later (or at recovery, whichever comes first)."""
+        if kind not in OUTAGE_KINDS:
+            raise ValueError(f"unknown outage {kind!r}: one of {', '.join(OUTAGE_KINDS)}")
+        self.recover(method)
+        self._outages[method] = Outage(kind, retry_after=retry_after, seconds=seconds)
+
+    def recover(self, method: str | None = None) -> None:
+        """End the outage of ``method`` (all outages when None); held answers go out now."""
+        ended = list(self._outages.values()) if method is None else []
+        if method is not None and method in self._outages:
+            ended.append(self._outages[method])
+        for outage in ended:
+            outage.released.set()
+        if method is None:
+            self._outages.clear()
+        else:
+            self._outages.pop(method, None)
+
+    def outage_of(self, method: str) -> Outage | None:
+        return self._outages.get(method) or self._outages.get(None)
+
     def subscribe(self, callback: Subscriber) -> None:
         self._subscribers.append(callback)
 
@@ -153,13 +202,21 @@ class SlackStandIn:
 
     async def _handle_api(self, request: web.Request) -> web.Response:
         method = request.match_info["method"]
+        outage = self.outage_of(method)
         try:
             args = await read_args(request)
             token = bearer_token(request) or str(args.pop("token", "") or "")
-            status, body, headers = self._dispatch(method, token, args)
+            if outage is not None and outage.kind != "hang":
+                status, body, headers = _outage_response(outage)
+            else:
+                status, body, headers = self._dispatch(method, token, args)
         except SlackError as err:
             args, status, body, headers = {}, 200, err.body(), {}
         self._record(RecordedCall(method, args, status, body))
+        if outage is not None and outage.kind == "hang":
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(outage.seconds):
+                    await outage.released.wait()
         return web.json_response(body, status=status, headers=headers)
 
     def _dispatch(
@@ -227,6 +284,11 @@ class SlackStandIn:
             "bot_id": ws.bot_id,
             "is_enterprise_install": False,
         }
+
+
+def _outage_response(outage: Outage) -> tuple[int, dict[str, Any], dict[str, str]]:
+    status = 429 if outage.kind == "429" else 500
+    return _failure_response(_Failure(status, outage.retry_after, 1))
 
 
 def _failure_response(failure: _Failure) -> tuple[int, dict[str, Any], dict[str, str]]:

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 MAX_TEXT = 40_000
 MAX_BLOCKS = 50
+MAX_METADATA = 8_000
 
 
 class SlackError(Exception):
@@ -51,8 +53,11 @@ class Message:
     ephemeral_to: str | None = None
     response_type: str | None = None
     reactions: dict[str, list[str]] = field(default_factory=dict)
+    metadata: dict[str, Any] | None = None
 
-    def to_json(self, team_id: str, bot_id: str | None = None) -> dict[str, Any]:
+    def to_json(
+        self, team_id: str, bot_id: str | None = None, *, with_metadata: bool = False
+    ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "type": "message",
             "user": self.user,
@@ -68,6 +73,8 @@ class Message:
             body["blocks"] = self.blocks
         if self.thread_ts is not None:
             body["thread_ts"] = self.thread_ts
+        if with_metadata and self.metadata is not None:
+            body["metadata"] = self.metadata
         if self.reactions:
             body["reactions"] = [
                 {"name": name, "users": users, "count": len(users)}
@@ -107,17 +114,39 @@ def check_text(text: str, blocks: list[dict[str, Any]] | None) -> None:
         raise SlackError("msg_too_long")
 
 
-class Clock:
-    """Slack-style ``ts`` strings: unique and increasing, ``"1700000000.000100"``."""
+def parse_metadata(raw: Any) -> dict[str, Any] | None:
+    """Validate ``metadata`` as Slack does: an object with an ``event_type`` string and an
+    ``event_payload`` object (JSON text or, in a JSON body, the object itself)."""
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except ValueError:
+            raise SlackError("invalid_metadata_format") from None
+    if not isinstance(raw, dict):
+        raise SlackError("invalid_metadata_format")
+    if not isinstance(raw.get("event_type"), str) or not isinstance(raw.get("event_payload"), dict):
+        raise SlackError("invalid_metadata_schema")
+    if len(json.dumps(raw)) > MAX_METADATA:
+        raise SlackError("metadata_too_large")
+    return {"event_type": raw["event_type"], "event_payload": raw["event_payload"]}
 
-    def __init__(self, start: int = 1_700_000_000) -> None:
+
+class Clock:
+    """Slack-style ``ts`` strings from the wall clock: unique and increasing,
+    ``"1700000000.000100"`` (``start`` pins the first one, for repeatable transcripts)."""
+
+    def __init__(self, start: float | None = None) -> None:
         self._start = start
-        self._tick = 0
+        self._last = 0
 
     def next_ts(self) -> str:
-        self._tick += 1
-        seconds, micros = divmod(self._tick * 100, 1_000_000)
-        return f"{self._start + seconds}.{micros:06d}"
+        base = self._start if self._start is not None else time.time()
+        micros = max(int(base * 1_000_000), self._last + 100)
+        self._last = micros
+        seconds, rest = divmod(micros, 1_000_000)
+        return f"{seconds}.{rest:06d}"
 
 
 class Workspace:
@@ -204,9 +233,9 @@ class Workspace:
         ]
         return [root, *replies]
 
-    def message_json(self, message: Message) -> dict[str, Any]:
+    def message_json(self, message: Message, *, with_metadata: bool = False) -> dict[str, Any]:
         bot_id = self.bot_id if message.user == self.bot_user_id else None
-        return message.to_json(self.team_id, bot_id)
+        return message.to_json(self.team_id, bot_id, with_metadata=with_metadata)
 
     def _thread_root(self, channel_id: str, ts: str) -> str:
         """Replies to a reply land in the parent's thread, as in Slack."""

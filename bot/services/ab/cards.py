@@ -6,7 +6,7 @@ from bot.config.ab import AbConfig
 from bot.config.settings import Settings
 from bot.domain.ab import Experiment
 from bot.errors import UserInputError
-from bot.services.cards import Cards
+from bot.services.cards import Cards, reply_key
 from bot.store import Store
 from bot.views.ab import Guarding, Prompt, ab_card
 from bot.views.blocks import Message, section
@@ -60,5 +60,8 @@ class AbCards:
         await self.cards.reply(card_key(e.id), Message(text=text, blocks=[section(text)]))
 
     async def announce(self, model: str, text: str) -> None:
-        """A line in the model's channel, outside the card (aborts are always announced)."""
-        await self.cards.chat.post(self.settings.models[model].channel, text)
+        """A line in the model's channel, outside the card (aborts are always announced),
+        through the outbox: posted once, whenever Slack takes it."""
+        message = Message(text=text)
+        key = reply_key(f"announce:{model}", message)
+        await self.cards.publish(key, self.settings.models[model].channel, message)

@@ -74,7 +74,13 @@ class AbFollow:
         detail = f"A runs B's image `{d.image_tag}` (deploy #{d.id}); all traffic on A"
         try:
             ended = await self.weights.all_to_a(
-                e, d.requester, "promoted", AbState.PROMOTED, detail
+                e,
+                d.requester,
+                "promoted",
+                AbState.PROMOTED,
+                detail,
+                run_a=e.run_b,
+                image_a=d.image_tag,
             )
         except BotError as exc:
             fixed = await self.store.ab.update(
@@ -83,10 +89,6 @@ class AbFollow:
             await self.cards.show(fixed or e)
             return
         if ended is not None:
-            ended = (
-                await self.store.ab.update(ended.id, run_a=e.run_b, image_a=d.image_tag) or ended
-            )
-            await self.cards.show(ended)
             await self.cards.announce(
                 e.model,
                 f":white_check_mark: A/B #{e.id} on *{e.model}/{e.env}* promoted: {detail}.",

@@ -148,10 +148,17 @@ class AbTraffic:
             await self.store.ab.update_change(change, **values)
 
     async def all_to_a(
-        self, e: Experiment, actor: str, action: str, state: AbState, detail: str
+        self,
+        e: Experiment,
+        actor: str,
+        action: str,
+        state: AbState,
+        detail: str,
+        **changes: Any,
     ) -> Experiment | None:
         """Every request to A at once and the experiment ended as ``state`` (None when it had
-        already ended); raises, changing nothing, when ELBv2 refuses."""
+        already ended), with ``changes`` in the same write (a promotion's new A); raises,
+        changing nothing, when ELBv2 refuses."""
         async with self.lock(e):
             current = await self.store.ab.get(e.id)
             if current is None or not current.state.active:
@@ -167,6 +174,7 @@ class AbTraffic:
                 finished_at=self.clock(),
                 detail=detail,
                 guard_error=None,
+                **changes,
             )
             if ended is None:
                 return None

@@ -269,7 +269,7 @@ class CiResults:
                 continue
             trace = job.trace or await self._log_tail(pipeline.project, job)
             message = views.job_failure(job, trace)
-            await self.chat.post(card.channel, message.text, message.blocks, thread_ts=card.ts)
+            await self.cards.reply(card.key, message, name=f"job:{job.id}")
             pipeline = pipeline.model_copy(update={"replied": [*pipeline.replied, reply]})
         return pipeline
 

@@ -84,8 +84,8 @@ class Approvals:
         await self.check_voter(actor, d)
         await self.store.deployments.vote(ApprovalVote(d.id, actor, approve, via, self.clock()))
         after = await self.tally(d.id)
-        verb = "approved" if approve else "rejected"
-        return f"You {verb} deploy #{d.id} ({d.model} → {d.env}); it is {after.state}."
+        needed = self.settings.models[d.model].environments[d.env].approvals
+        return vote_reply(d, after, approve=approve, needed=needed)
 
     async def withdraw(self, actor: str, deploy_id: int, *, approve: bool) -> None:
         """A removed reaction takes its vote back, while the prompt is open."""
@@ -133,7 +133,12 @@ class Approvals:
             return None
         env = self.settings.models[d.model].environments[d.env]
         if emoji not in (env.approve_emoji, env.reject_emoji):
-            return None
+            if not added or d.state != DeployState.AWAITING_APPROVAL:
+                return None
+            return (
+                f":{emoji}: is not a vote on deploy #{d.id}: approve with "
+                f":{env.approve_emoji}: or reject with :{env.reject_emoji}: (or the buttons)."
+            )
         approve = emoji == env.approve_emoji
         if not added:
             await self.withdraw(actor, d.id, approve=approve)
@@ -165,3 +170,20 @@ class Approvals:
         while True:
             await self.expire_due()
             await asyncio.sleep(every)
+
+
+def vote_reply(d: Deployment, after: Deployment, *, approve: bool, needed: int) -> str:
+    """What the voter is told: their vote, and what the deploy does now."""
+    what = f"deploy #{d.id} ({d.model} → {d.env})"
+    if not approve:
+        ending = "it will not run" if after.state == DeployState.REJECTED else "noted"
+        return f"You rejected {what}; {ending}."
+    if after.state == DeployState.AWAITING_APPROVAL:
+        missing = max(needed - len(after.approvers), 0)
+        return (
+            f"You approved {what}: {len(after.approvers)} of {needed} approvals; "
+            f"it waits for {missing} more."
+        )
+    if after.state in (DeployState.QUEUED, DeployState.RUNNING):
+        return f"You approved {what}: approvals complete, it is starting."
+    return f"You approved {what}; it is {after.state}."

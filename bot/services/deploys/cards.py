@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bot.config.settings import Settings
 from bot.domain.deploys import Deployment, DeployState
-from bot.services.cards import Cards
+from bot.services.cards import Cards, reply_key
 from bot.store import Store
 from bot.views.blocks import Message
 from bot.views.deploys import Prompt, deploy_card
@@ -43,16 +43,19 @@ class DeployCards:
         await self.cards.publish(card_key(d.id), channel, message)
 
     async def thread(self, d: Deployment, message: Message) -> tuple[str, str] | None:
+        """A reply in the card's thread, once per text (the handle ``edit`` takes)."""
         return await self.cards.reply(card_key(d.id), message)
 
     def edit(self, where: tuple[str, str], message: Message) -> None:
         """Edit a thread reply (coalesced: the latest text wins)."""
-        self.cards.chat.edit(where[0], where[1], message.text, message.blocks)
+        self.cards.revise(where, message)
 
     async def announce(self, d: Deployment, text: str) -> None:
-        """A line in the model's channel, outside the card (rollbacks are always announced)."""
+        """A line in the model's channel, outside the card (rollbacks are always announced),
+        through the outbox: posted once, whenever Slack takes it."""
         channel = self.settings.models[d.model].channel
-        await self.cards.chat.post(channel, text)
+        message = Message(text=text)
+        await self.cards.publish(reply_key(f"{card_key(d.id)}:announce", message), channel, message)
 
     def awaiting(self, d: Deployment) -> bool:
         return d.state == DeployState.AWAITING_APPROVAL

@@ -70,11 +70,21 @@ def summary(diff: str) -> str:
     return "; ".join(f"{p.what}: +{p.added} -{p.removed} lines" for p in found)
 
 
+LOCAL_FILE = re.compile(r"^\+\+\+ (?:\S*/)?(?P<name>[^/\s]+)", re.MULTILINE)
+
+
+def local_names(diff: str) -> str:
+    """``+++`` headers name the local file by its name alone: the directory the bot checked
+    the config out into (a temporary path) is of no use to a reader."""
+    return LOCAL_FILE.sub(lambda m: f"+++ {m.group('name')}", diff)
+
+
 def scrub(diff: str, scrubber: SecretScrubber, extra: Iterable[str] = ()) -> str:
     """The diff without known secrets (the bot's tokens, the credentials it hands ecspresso),
     without values of secret-looking keys, and without values of task-definition environment
-    entries whose name looks secret (``{"name": "DB_PASSWORD", "value": "..."}``)."""
-    text = SecretScrubber([*scrubber.secrets, *extra]).scrub(diff)
+    entries whose name looks secret (``{"name": "DB_PASSWORD", "value": "..."}``); local
+    paths shortened to file names."""
+    text = SecretScrubber([*scrubber.secrets, *extra]).scrub(local_names(diff))
     text = SECRET_VALUE.sub(lambda m: m.group("key") + _redacted(m.group("value")), text)
     lines = text.splitlines(keepends=True)
     secret_name = False

@@ -30,7 +30,9 @@ import structlog
 from bot.clock import Clock, utcnow
 from bot.config.models import EnvironmentConfig, ModelConfig
 from bot.config.settings import Settings
+from bot.crash import crash_point
 from bot.domain.deploys import Deployment, DeployState, Lock
+from bot.domain.paging import Page
 from bot.domain.runs import Run, RunState
 from bot.errors import BotError, Conflict, ExternalError, NotFound, UserInputError
 from bot.intents import DeployDiff, DeployRollback, DeployStart
@@ -48,6 +50,7 @@ from bot.views.deploys import diff_excerpt, full_diff_message
 log = structlog.get_logger(__name__)
 DIGEST = re.compile(r"^(?:(?P<repository>[a-z0-9][a-z0-9._/-]*)@)?(?P<digest>sha256:[0-9a-f]{64})$")
 DIFF_SECONDS = 120.0
+HISTORY_PAGE = 10  # deploys per page of /deploy <model> history <env>
 """The longest a diff may take (or ecspresso's own timeout, when shorter)."""
 NEEDS_COMMIT = ("{sha}", "{short_sha}")
 
@@ -164,6 +167,7 @@ class Deploys:
             expires = self.clock() + timedelta(minutes=env.approval_minutes)
             draft = replace(draft, state=DeployState.AWAITING_APPROVAL, expires_at=expires)
         d = await self.store.deployments.create(draft)
+        crash_point("deploy.recorded", d.id)
         await self.cards.show(d)
         if d.diff == diffs.COMPUTING:
             task = asyncio.create_task(self.diff_card(d), name=f"diff-{d.id}")
@@ -488,10 +492,12 @@ class DeployReports:
         return EnvReport(env, state, lock)
 
     async def history(
-        self, actor: str, model: str, env: str, limit: int = 10
-    ) -> list[tuple[Deployment, Run | None]]:
+        self, actor: str, model: str, env: str, page: int = 1, size: int = HISTORY_PAGE
+    ) -> Page[tuple[Deployment, Run | None]]:
+        """Page ``page`` of the deploys there, newest first, each with its run (one query for
+        the page's runs, one for their votes: the work does not grow with the history)."""
         await self.access.check(actor, Action.DEPLOY_VIEW, model, env)
-        rows = []
-        for d in await self.store.deployments.history(model, env, limit):
-            rows.append((d, await self.store.runs.get(d.run_id) if d.run_id else None))
-        return rows
+        found = await self.store.deployments.history_page(model, env, page, size)
+        runs = await self.store.runs.get_many(d.run_id for d in found.items if d.run_id)
+        rows = [(d, runs.get(d.run_id) if d.run_id else None) for d in found.items]
+        return Page(rows, found.total, found.number, found.size)

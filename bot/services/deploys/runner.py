@@ -1,22 +1,38 @@
-"""Runs an approved deploy: lock, ecspresso, verification against ECS, automatic rollback."""
+"""Runs an approved deploy: lock, ecspresso, verification against ECS, automatic rollback.
+
+Every step is recorded on the deployment row (``Step``) with what ECS ran before and the
+process group of a running ecspresso, so a restarted bot ends that group and resumes the deploy
+from what ECS says; the final state and the lock release are one transaction.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import re
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 import structlog
 
 from bot.clock import Clock, utcnow
 from bot.config.models import EnvironmentConfig
 from bot.config.settings import Settings
+from bot.crash import crash_point
 from bot.domain.deploys import Deployment, DeployState, Lock
 from bot.errors import BotError
-from bot.ports import Deployer, EcspressoResult, RunningContainer, Services, ServiceState
+from bot.ports import (
+    Deployer,
+    EcspressoResult,
+    ProcessGroup,
+    RunningContainer,
+    Services,
+    ServiceState,
+)
 from bot.services.deploys.cards import DeployCards
 from bot.services.deploys.configs import DeployConfigs, image_variables
 from bot.store import Store
@@ -25,6 +41,54 @@ from bot.views.deploys import output_message
 
 log = structlog.get_logger(__name__)
 SETTLE_POLL_SECONDS = 1.0
+MAX_ECSPRESSO_RUNS = 2  # a deploy's ecspresso, and one re-run after an interruption
+
+
+class Step(StrEnum):
+    """Where a running deploy is (``deployments.step``): what a restart resumes from."""
+
+    STARTING = "starting"  # the lock, the gates: ecspresso not started
+    ECSPRESSO = "ecspresso"  # its ecspresso deploy started (it may have changed ECS)
+    VERIFYING = "verifying"  # ecspresso succeeded; ECS is being checked
+    ROLLING_BACK = "rolling back"  # it failed (reason in ``detail``); ecspresso rolls back
+
+
+def holder_of(d: Deployment) -> str:
+    """Who holds the environment's lock for a deploy."""
+    return f"deploy #{d.id}"
+
+
+def ecs_snapshot(state: ServiceState) -> str:
+    """What ``changed_since`` compares, as recorded before the deploy (``ecs_before``)."""
+    return json.dumps(
+        {
+            "task_definition": state.task_definition,
+            "revision": state.revision,
+            "desired": state.desired,
+            "deployment_ids": list(state.deployment_ids),
+        }
+    )
+
+
+def ecs_from_snapshot(text: str | None) -> ServiceState | None:
+    if not text:
+        return None
+    data: dict[str, Any] = json.loads(text)
+    ids = tuple(str(x) for x in data["deployment_ids"])
+    return ServiceState(
+        cluster="",
+        service="",
+        task_definition=str(data["task_definition"]),
+        revision=int(data["revision"]),
+        images=(),
+        rollout_state="",
+        running=0,
+        desired=int(data["desired"]),
+        deployments=len(ids),
+        deployment_ids=ids,
+    )
+
+
 REGISTRY_HOST = re.compile(r"^[^/]*[.:][^/]*/|^localhost/")
 
 
@@ -97,22 +161,25 @@ class DeployRunner:
         self.configs = configs
         self.aws_env = dict(aws_env)
         self.clock = clock
-        self.tasks: set[asyncio.Task[None]] = set()
+        self.tasks: set[asyncio.Task[Any]] = set()
 
     def env(self, d: Deployment) -> EnvironmentConfig:
         return self.settings.models[d.model].environments[d.env]
 
     def start(self, d: Deployment) -> None:
         """Run the deploy in the background (the caller has already answered the user)."""
-        task = asyncio.create_task(self.execute(d.id), name=f"deploy-{d.id}")
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
+        self.track(asyncio.create_task(self.execute(d.id), name=f"deploy-{d.id}"))
 
     async def drain(self, grace: float) -> None:
+        """Wait up to ``grace`` for running deploys, then cancel the rest and await them: a
+        cancelled deploy ends its ecspresso group and stays running (lock held) for the next
+        start to resume."""
         if self.tasks:
             _, late = await asyncio.wait(set(self.tasks), timeout=grace)
             for task in late:
                 task.cancel()
+            if late:
+                await asyncio.gather(*late, return_exceptions=True)
 
     async def execute(self, deploy_id: int) -> None:
         d = await self.store.deployments.update(
@@ -120,15 +187,19 @@ class DeployRunner:
             only_if=[DeployState.QUEUED],
             state=DeployState.RUNNING,
             started_at=self.clock(),
+            step=str(Step.STARTING),
             detail="ecspresso deploy running; output in the thread",
         )
         if d is None:
             return
         await self.cards.show(d)
-        holder = f"deploy #{d.id}"
+        await self.guarded(d, self.first_run)
+
+    async def guarded(self, d: Deployment, body: Callable[[Deployment], Awaitable[None]]) -> None:
+        """``body``, with any failure turned into the deploy's final state (cancellation is
+        not one: the deploy stays running for the next start)."""
         try:
-            await self.take_lock(d, holder)
-            await self.run(d)
+            await body(d)
         except Failed as failure:
             await self.fail(d, failure)
         except BotError as exc:
@@ -136,14 +207,16 @@ class DeployRunner:
         except Exception as exc:
             log.exception("deploy_crashed", deploy=d.id)
             await self.fail(d, Failed(f"the bot failed: {type(exc).__name__}", touched=True))
-        finally:
-            await self.store.release_lock(d.model, d.env, holder=holder)
+
+    async def first_run(self, d: Deployment) -> None:
+        await self.take_lock(d, holder_of(d))
+        await self.run(d)
 
     async def take_lock(self, d: Deployment, holder: str) -> None:
         expires = self.clock() + timedelta(minutes=self.env(d).lock_minutes)
         lock = Lock(d.model, d.env, holder, f"{d.kind} in progress", self.clock(), expires)
         taken, current = await self.store.acquire_lock(lock)
-        if not taken and not d.force_reason:
+        if not taken and current.holder != holder and not d.force_reason:
             raise Failed(
                 f"{d.model}/{d.env} is locked by {user(current.holder)}: {current.reason}",
                 touched=False,
@@ -175,15 +248,18 @@ class DeployRunner:
             raise Failed("ecspresso is not configured", touched=False)
         before = await self.current(d)
         if before is not None:
-            await self.store.deployments.update(d.id, previous_revision=before.revision)
+            await self.store.deployments.update(
+                d.id, previous_revision=before.revision, ecs_before=ecs_snapshot(before)
+            )
         async with self.configs.checkout(d.model, d.env) as config:
             output = Output(self.cards, d)
             await output.open()
             # a rollback deploys a registered revision and keeps the service definition as is
             back = d.kind == "rollback"
-            result = await self.deployer.deploy(
-                str(config),
-                self.ecspresso_env(d),
+            result = await self.ecspresso(
+                d,
+                Step.ECSPRESSO,
+                config,
                 output.add,
                 revision=d.revision if back else None,
                 keep_service=back,
@@ -191,10 +267,47 @@ class DeployRunner:
             if not result.ok:
                 reason = self.ecspresso_failure(result)
                 raise Failed(await self.after_failure(d, config, before, reason), touched=False)
+            await self.store.deployments.enter(d.id, str(Step.VERIFYING))
             state, problem = await self.checked(d)
             if state is None:
                 raise Failed(await self.after_failure(d, config, before, problem), touched=False)
             await self.succeed(d, state)
+
+    async def ecspresso(
+        self,
+        d: Deployment,
+        step: Step,
+        config: Path,
+        on_line: Callable[[str], None],
+        *,
+        revision: int | None = None,
+        keep_service: bool = False,
+        detail: str | None = None,
+    ) -> EcspressoResult:
+        """One ecspresso deploy, recorded: the step first (an ecspresso deploy counted), then
+        its process group while it runs, cleared once the group has ended."""
+        assert self.deployer is not None
+        extra = {} if detail is None else {"detail": detail[:900]}
+        entered = await self.store.deployments.enter(
+            d.id, str(step), ecspresso_run=step == Step.ECSPRESSO, **extra
+        )
+        if entered is None:
+            raise Failed("the deploy is no longer running", touched=False)
+
+        async def started(group: ProcessGroup) -> None:
+            await self.store.deployments.record_process(d.id, group.pgid, group.fingerprint)
+
+        try:
+            return await self.deployer.deploy(
+                str(config),
+                self.ecspresso_env(d),
+                on_line,
+                revision=revision,
+                keep_service=keep_service,
+                on_start=started,
+            )
+        finally:  # deploy() returns or raises only once the group has ended
+            await self.store.deployments.clear_process(d.id)
 
     async def checked(self, d: Deployment) -> tuple[ServiceState | None, str]:
         """``verify`` as a value: the verified state, or None and why not."""
@@ -230,17 +343,26 @@ class DeployRunner:
             return f"{reason}; ECS unchanged (revision {before.revision}), nothing rolled back"
         digests = {c.digest for c in self.mine(d, before.containers) if c.digest}
         target = (before.revision, digests.pop() if len(digests) == 1 else "")
-        return f"{reason}; {await self.roll_back(d, config, target)}"
+        return f"{reason}; {await self.roll_back(d, config, target, reason)}"
 
-    async def roll_back(self, d: Deployment, config: Path, target: tuple[int, str]) -> str:
+    async def roll_back(
+        self, d: Deployment, config: Path, target: tuple[int, str], reason: str
+    ) -> str:
         """Deploys ``target`` (revision, digest it ran or "") with ``--revision N
-        --no-update-service`` and verifies it like any deploy; says how it went."""
+        --no-update-service`` and verifies it like any deploy; says how it went. ``reason``
+        (why the deploy failed) is kept in ``detail`` while the rollback runs."""
         revision, digest = target
         if self.deployer is None:
             return f"rollback to revision {revision} failed: ecspresso is not configured"
         log.warning("deploy_rolling_back", deploy=d.id, revision=revision)
-        result = await self.deployer.deploy(
-            str(config), self.ecspresso_env(d), lambda _: None, revision=revision, keep_service=True
+        result = await self.ecspresso(
+            d,
+            Step.ROLLING_BACK,
+            config,
+            lambda _: None,
+            revision=revision,
+            keep_service=True,
+            detail=reason,
         )
         if not result.ok:
             return f"rollback to revision {revision} failed: {self.ecspresso_failure(result)}"
@@ -321,14 +443,16 @@ class DeployRunner:
         return state
 
     async def succeed(self, d: Deployment, state: ServiceState) -> None:
-        done = await self.store.deployments.update(
+        done = await self.store.deployments.finish(
             d.id,
             only_if=[DeployState.RUNNING],
+            holder=holder_of(d),
             state=DeployState.SUCCEEDED,
             revision=state.revision,
             finished_at=self.clock(),
             detail="",
         )
+        crash_point("deploy.succeeded", d.id)
         if done is not None:
             await self.cards.show(done)
 
@@ -336,9 +460,10 @@ class DeployRunner:
         reason = str(failure)
         if failure.touched:
             reason = await self.recover_anew(d, reason)
-        done = await self.store.deployments.update(
+        done = await self.store.deployments.finish(
             d.id,
             only_if=[DeployState.RUNNING, DeployState.QUEUED],
+            holder=holder_of(d),
             state=DeployState.FAILED,
             finished_at=self.clock(),
             detail=reason[:900],
@@ -372,26 +497,73 @@ class DeployRunner:
         digest = last.digest if last is not None and last.revision == previous else ""
         try:
             async with self.configs.checkout(d.model, d.env) as config:
-                return f"{reason}; {await self.roll_back(d, config, (previous, digest))}"
+                return f"{reason}; {await self.roll_back(d, config, (previous, digest), reason)}"
         except BotError as exc:
             return f"{reason}; no rollback possible: {exc}"
 
     async def reattach(self) -> None:
-        """After a restart: follow deploys that were running until ECS settles; start queued."""
+        """After a restart: end the ecspresso groups an earlier bot left running, then resume
+        each running deploy from its step and what ECS says; start the queued ones."""
+        for d in await self.store.deployments.with_process():
+            if d.state != DeployState.RUNNING:
+                self.track(asyncio.create_task(self.end_recorded(d), name=f"reap-{d.id}"))
         for d in await self.store.deployments.in_states(DeployState.RUNNING):
-            task = asyncio.create_task(self.follow(d), name=f"reattach-{d.id}")
-            self.tasks.add(task)
-            task.add_done_callback(self.tasks.discard)
+            self.track(asyncio.create_task(self.resume(d), name=f"reattach-{d.id}"))
         for d in await self.store.deployments.in_states(DeployState.QUEUED):
             self.start(d)
 
+    def track(self, task: asyncio.Task[Any]) -> None:
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
+
+    async def end_recorded(self, d: Deployment) -> bool:
+        """End the deploy's recorded ecspresso group (if it still runs) before anything touches
+        its environment; False while it may still run (its lock then stays held)."""
+        if d.ecspresso_pgid is None:
+            return True
+        group = ProcessGroup(d.ecspresso_pgid, d.ecspresso_fingerprint or "")
+        if self.deployer is None or not await self.deployer.end_group(group):
+            log.error("deploy_ecspresso_still_running", deploy=d.id, pgid=group.pgid)
+            return False
+        log.warning("deploy_ecspresso_ended", deploy=d.id, pgid=group.pgid)
+        await self.store.deployments.clear_process(d.id)
+        return True
+
+    async def resume(self, d: Deployment) -> None:
+        if await self.end_recorded(d):
+            await self.guarded(d, self.resumed)
+
+    async def resumed(self, d: Deployment) -> None:
+        """Where the deploy was when the bot stopped decides: before ecspresso, run it; after
+        it, verify; during a rollback, recover anew. During ecspresso, ECS decides: changed
+        (new revision or deployment) -> follow the rollout and verify; unchanged -> run
+        ecspresso again, once."""
+        log.info("deploy_resumed", deploy=d.id, step=d.step, ecspresso_runs=d.ecspresso_runs)
+        if d.step == Step.STARTING:
+            return await self.first_run(d)
+        if d.step == Step.ROLLING_BACK:
+            raise Failed(d.detail or "the bot stopped during the rollback")
+        if d.step == Step.ECSPRESSO:
+            before = ecs_from_snapshot(d.ecs_before)
+            now = await self.current(d)
+            if before is None or now is None:
+                raise Failed("the bot stopped while ecspresso ran")
+            if not now.changed_since(before):
+                if d.ecspresso_runs >= MAX_ECSPRESSO_RUNS:
+                    raise Failed(
+                        f"ecspresso was interrupted {d.ecspresso_runs} times; ECS unchanged "
+                        f"(revision {before.revision}), nothing rolled back",
+                        touched=False,
+                    )
+                log.warning("deploy_ecspresso_rerun", deploy=d.id)
+                return await self.first_run(d)
+            log.info("deploy_following_rollout", deploy=d.id, revision=now.revision)
+        await self.follow(d)
+
     async def follow(self, d: Deployment) -> None:
-        holder = f"deploy #{d.id}"
+        """Verify what ECS runs (following the rollout until it settles)."""
         try:
-            await self.succeed(d, await self.verify(d))
-        except Failed as failure:
-            await self.fail(d, failure)
+            state = await self.verify(d)
         except BotError as exc:
-            await self.fail(d, Failed(f"could not verify on ECS: {exc}"))
-        finally:
-            await self.store.release_lock(d.model, d.env, holder=holder)
+            raise Failed(f"could not verify on ECS: {exc}") from None
+        await self.succeed(d, state)

@@ -2,52 +2,41 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from bot.clock import Clock, utcnow
 from bot.config.models import ModelConfig
 from bot.config.settings import Settings
+from bot.crash import crash_point
+from bot.domain.paging import Page
 from bot.domain.runs import Run, RunState
 from bot.errors import Conflict, ExternalError, NotFound, UserInputError
 from bot.intents import TrainStart
 from bot.policy import Action
-from bot.ports import Cluster, JobSpec, NodeGpus, PendingGpuJob, Pipelines
+from bot.ports import Cluster, NodeGpus, PendingGpuJob, Pipelines
 from bot.services.access import Access
+from bot.services.training.launch import (
+    LABEL_SELECTOR,
+    Launcher,
+    dns_name,
+    hp_variable,
+    run_variables,
+)
 from bot.services.training.progress import RunProgress
 from bot.store import Store
 
-MANAGED_BY = "app.kubernetes.io/managed-by"
-RUN_LABEL = "mlops-bot/run"
-LABEL_SELECTOR = f"{MANAGED_BY}=mlops-bot"
-
-
-def hp_variable(key: str) -> str:
-    """A hyperparameter's CI variable / env name: HP_ plus the key in upper case."""
-    return "HP_" + re.sub(r"[^A-Z0-9_]", "_", key.upper())
-
-
-def dns_name(text: str) -> str:
-    cleaned = re.sub(r"[^a-z0-9-]+", "-", text.lower()).strip("-")
-    return cleaned[:63].rstrip("-") or "run"
-
-
-def run_variables(run: Run) -> dict[str, str]:
-    values = {
-        "MLOPS_RUN_ID": str(run.id),
-        "MLOPS_MODEL": run.model,
-        "MLOPS_DATASET": run.dataset or "",
-        "MLOPS_GPUS": str(run.gpus),
-        "MLOPS_REQUESTER": run.requester,
-    }
-    return values | {hp_variable(k): v for k, v in run.params.items()}
+__all__ = ["LABEL_SELECTOR", "Training", "Usage", "dns_name", "hp_variable", "run_variables"]
 
 
 @dataclass(frozen=True)
 class Usage:
     user: int
     model: int
-    runs: list[Run]
+
+
+LIST_PAGE = 10  # active runs per page of /train list
+RECENT = 10  # finished runs beside them
+QUOTA_LISTED = 10  # runs named when a quota refuses a run
 
 
 class Training:
@@ -68,13 +57,18 @@ class Training:
         self.pipelines = pipelines
         self.cluster = cluster
         self.clock = clock
+        self.launcher = Launcher(settings, store, progress, pipelines, cluster, clock)
 
     def model(self, name: str) -> ModelConfig:
         return self.settings.models[name]
 
-    async def start(self, actor: str, intent: TrainStart) -> Run:
-        """Record the run, show its card, then ask the backend; a refusal fails the run."""
+    async def start(self, actor: str, intent: TrainStart, request: str | None = None) -> Run:
+        """Record the run, show its card, then ask the backend; a refusal fails the run.
+        ``request`` (the Slack delivery's key) makes a replayed command find the run its
+        first pass recorded, and give it its pipeline or Job if that pass could not."""
         await self.access.check(actor, Action.TRAIN_START, intent.model)
+        if request is not None and (earlier := await self.store.runs.by_request(request)):
+            return await self.launcher.resume(earlier) or await self.fresh(earlier)
         config = self.model(intent.model)
         gpus = self.checked_gpus(intent, config)
         self.check_parameters(intent, config)
@@ -92,11 +86,13 @@ class Training:
                 gpus=gpus,
                 params=dict(intent.params),
                 project=config.gitlab_project,
+                request=request,
             )
         )
+        crash_point("run.recorded", run.id)
         await self.progress.show(run)
         try:
-            return await self.launch(run, config)
+            return await self.launcher.launch(run)
         except Exception as exc:
             await self.progress.finish(run, RunState.FAILED, f"could not start: {exc}")
             raise
@@ -120,20 +116,18 @@ class Training:
             )
 
     async def usage(self, actor: str, model: str) -> Usage:
-        active = await self.store.runs.active()
-        mine = [r for r in active if r.requester == actor]
-        return Usage(
-            user=sum(r.gpus for r in mine),
-            model=sum(r.gpus for r in active if r.model == model),
-            runs=mine,
-        )
+        """GPUs the actor's and the model's active runs hold (summed in SQL: one row read)."""
+        user, of_model = await self.store.runs.gpus_in_use(actor, model)
+        return Usage(user=user, model=of_model)
 
     async def check_quota(self, actor: str, model: str, config: ModelConfig, gpus: int) -> None:
         """Refuse a run that would take a user or a model over its concurrent GPU cap."""
         usage = await self.usage(actor, model)
         user_cap = self.settings.training.max_gpus_per_user
-        listing = ", ".join(f"#{r.id} ({r.gpus})" for r in usage.runs) or "none"
         if user_cap is not None and usage.user + gpus > user_cap:
+            mine = await self.store.runs.active_of(actor, QUOTA_LISTED + 1)
+            listing = ", ".join(f"#{r.id} ({r.gpus})" for r in mine[:QUOTA_LISTED]) or "none"
+            listing += ", …" if len(mine) > QUOTA_LISTED else ""
             raise Conflict(
                 f"<@{actor}> already uses {usage.user} of {user_cap} GPUs "
                 f"(runs {listing}); this run needs {gpus}."
@@ -143,58 +137,6 @@ class Training:
             raise Conflict(
                 f"{model} already uses {usage.model} of {model_cap} GPUs; this run needs {gpus}."
             )
-
-    async def launch(self, run: Run, config: ModelConfig) -> Run:
-        if run.backend == "gitlab":
-            return await self.launch_pipeline(run, config)
-        return await self.launch_job(run, config)
-
-    async def launch_pipeline(self, run: Run, config: ModelConfig) -> Run:
-        if self.pipelines is None or not config.gitlab_project:
-            raise ExternalError(
-                "GitLab is not configured for training (gitlab.url, "
-                "GITLAB_TOKEN and the model's gitlab_project)."
-            )
-        status = await self.pipelines.create(config.gitlab_project, run.ref, run_variables(run))
-        updated = await self.store.runs.update(
-            run.id, pipeline_id=status.id, sha=status.sha, web_url=status.web_url
-        )
-        assert updated is not None
-        await self.progress.pipeline_changed(config.gitlab_project, status)
-        return await self.fresh(updated)
-
-    async def launch_job(self, run: Run, config: ModelConfig) -> Run:
-        if self.cluster is None:
-            raise ExternalError("Kubernetes is not configured for training.")
-        spec = self.job_spec(run, config)
-        await self.cluster.create_job(spec)
-        updated = await self.store.runs.update(run.id, job_name=spec.name, namespace=spec.namespace)
-        assert updated is not None
-        await self.progress.show(updated)
-        return updated
-
-    def job_spec(self, run: Run, config: ModelConfig) -> JobSpec:
-        template = config.training.kubernetes
-        return JobSpec(
-            name=dns_name(f"mlops-{run.model}-{run.id}"),
-            namespace=template.namespace,
-            image=template.image,
-            labels={
-                MANAGED_BY: "mlops-bot",
-                RUN_LABEL: str(run.id),
-                "mlops-bot/model": dns_name(run.model),
-            },
-            env={**template.env, **run_variables(run)},
-            gpus=run.gpus,
-            command=tuple(template.command),
-            args=tuple(template.args),
-            node_selector=template.node_selector,
-            tolerations=tuple(template.tolerations),
-            service_account=template.service_account,
-            backoff_limit=template.backoff_limit,
-            active_deadline_seconds=template.active_deadline_seconds,
-            ttl_seconds_after_finished=template.ttl_seconds_after_finished,
-        )
 
     async def fresh(self, run: Run) -> Run:
         return await self.store.runs.get(run.id) or run
@@ -230,10 +172,13 @@ class Training:
         run = await self.find(actor, model, run_id, Action.TRAIN_VIEW)
         return await self.progress.log_tail(run)
 
-    async def runs(self, actor: str, model: str | None) -> tuple[list[Run], list[Run]]:
+    async def runs(
+        self, actor: str, model: str | None, page: int = 1
+    ) -> tuple[Page[Run], Page[Run]]:
+        """Page ``page`` of the active runs and of the finished ones (of ``model``)."""
         await self.access.check(actor, Action.TRAIN_VIEW, model)
-        active = [r for r in await self.store.runs.active() if model in (None, r.model)]
-        recent = [r for r in await self.store.runs.recent(model, 10) if r.state.finished]
+        active = await self.store.runs.active_page(model, page, LIST_PAGE)
+        recent = await self.store.runs.finished_page(model, page, RECENT)
         return active, recent
 
     async def gpus(self, actor: str) -> tuple[list[NodeGpus], list[PendingGpuJob]]:

@@ -211,10 +211,10 @@ class RunProgress:
             job = next((j for j in pipeline.jobs if j.status == "failed"), None)
             if job is not None:
                 text = await self.pipelines.job_log_tail(run.project, job.id, LOG_LINES)
-                return f"failed job `{job.name}`", text
+                return f"failed job {job.name}", text
         if run.job_name and run.namespace and self.cluster is not None:
             text = await self.cluster.pod_log_tail(run.namespace, run.job_name, LOG_LINES)
-            return f"failed pod `{pod or run.job_name}`", text
+            return f"failed pod {pod or run.job_name}", text
         return "the failure", run.detail or "(no log)"
 
     async def log_tail(self, run: Run) -> tuple[str, str]:
@@ -229,15 +229,15 @@ class RunProgress:
             if not started:
                 return f"run #{run.id}", "(no job has started yet)"
             job = started[-1]
-            return f"job `{job.name}`", await self.pipelines.job_log_tail(
+            return f"job {job.name}", await self.pipelines.job_log_tail(
                 run.project, job.id, LOG_LINES
             )
         if run.job_name and run.namespace and self.cluster is not None:
             text = await self.cluster.pod_log_tail(run.namespace, run.job_name, LOG_LINES)
-            return f"job `{run.job_name}`", text
+            return f"job {run.job_name}", text
         return f"run #{run.id}", "(no backend job yet)"
 
 
 def failing_job_note(pipeline: PipelineStatus) -> str:
     job = next((j for j in pipeline.jobs if j.status == "failed"), None)
-    return f"job `{job.name}` failed" if job else ""
+    return f"job {job.name} failed" if job else ""  # plain: the card escapes details

@@ -1,0 +1,110 @@
+"""A deploy's progress in the store (real SQLite and PostgreSQL, see conftest): the final state
+and the lock release commit together, never while an ecspresso process group is recorded."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from bot.domain.deploys import Deployment, DeployState, Lock
+from bot.store import Store
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+def a_deploy(env: str = "prod", state: DeployState = DeployState.RUNNING) -> Deployment:
+    return Deployment(
+        id=0,
+        model="fraud",
+        env=env,
+        kind="deploy",
+        state=state,
+        requester="U1",
+        created_at=now(),
+        image_tag="v2",
+        digest="sha256:" + "a" * 64,
+    )
+
+
+def lock_for(d: Deployment, holder: str | None = None) -> Lock:
+    return Lock(
+        d.model, d.env, holder or f"deploy #{d.id}", "deploy", now(), now() + timedelta(hours=1)
+    )
+
+
+async def test_the_final_state_and_the_lock_release_are_one_transition(store: Store) -> None:
+    d = await store.deployments.create(a_deploy())
+    await store.acquire_lock(lock_for(d))
+
+    done = await store.deployments.finish(
+        d.id,
+        only_if=[DeployState.RUNNING],
+        holder=f"deploy #{d.id}",
+        state=DeployState.SUCCEEDED,
+        revision=2,
+        finished_at=now(),
+    )
+
+    assert done is not None and done.state == DeployState.SUCCEEDED and done.revision == 2
+    assert await store.get_lock("fraud", "prod") is None
+    # a second final transition does not happen, and releases nothing
+    other = lock_for(d, holder="U2")
+    assert (await store.acquire_lock(other))[0]
+    again = await store.deployments.finish(
+        d.id, only_if=[DeployState.RUNNING], holder="U2", state=DeployState.FAILED
+    )
+    assert again is None
+    assert await store.get_lock("fraud", "prod") == other
+    found = await store.deployments.get(d.id)
+    assert found is not None and found.state == DeployState.SUCCEEDED
+
+
+async def test_finishing_releases_only_the_lock_the_deploy_holds(store: Store) -> None:
+    d = await store.deployments.create(a_deploy())
+    theirs = lock_for(d, holder="U0BOB")
+    await store.acquire_lock(theirs)
+
+    done = await store.deployments.finish(
+        d.id, only_if=[DeployState.RUNNING], holder=f"deploy #{d.id}", state=DeployState.FAILED
+    )
+
+    assert done is not None and done.state == DeployState.FAILED
+    assert await store.get_lock("fraud", "prod") == theirs
+
+
+async def test_no_final_state_and_no_release_while_an_ecspresso_group_is_recorded(
+    store: Store,
+) -> None:
+    d = await store.deployments.create(a_deploy())
+    mine = lock_for(d)
+    await store.acquire_lock(mine)
+    entered = await store.deployments.enter(d.id, "ecspresso", ecspresso_run=True)
+    assert entered is not None and entered.step == "ecspresso" and entered.ecspresso_runs == 1
+    await store.deployments.record_process(d.id, 4242, "boot:123")
+    assert [x.id for x in await store.deployments.with_process()] == [d.id]
+
+    refused = await store.deployments.finish(
+        d.id, only_if=[DeployState.RUNNING], holder=f"deploy #{d.id}", state=DeployState.FAILED
+    )
+
+    assert refused is None
+    assert await store.get_lock("fraud", "prod") == mine
+    await store.deployments.clear_process(d.id)
+    assert await store.deployments.with_process() == []
+    done = await store.deployments.finish(
+        d.id, only_if=[DeployState.RUNNING], holder=f"deploy #{d.id}", state=DeployState.FAILED
+    )
+    assert done is not None and done.step is None and done.ecspresso_runs == 1
+    assert await store.get_lock("fraud", "prod") is None
+
+
+async def test_a_step_is_entered_only_while_the_deploy_runs(store: Store) -> None:
+    d = await store.deployments.create(a_deploy(state=DeployState.QUEUED))
+    assert await store.deployments.enter(d.id, "ecspresso", ecspresso_run=True) is None
+    await store.deployments.update(d.id, state=DeployState.RUNNING)
+    for _ in range(2):
+        await store.deployments.enter(d.id, "ecspresso", ecspresso_run=True)
+    verifying = await store.deployments.enter(d.id, "verifying")
+    assert verifying is not None and verifying.step == "verifying"
+    assert verifying.ecspresso_runs == 2
