@@ -98,7 +98,15 @@ async def build(settings: Settings, scrubber: SecretScrubber | None = None) -> B
     progress = RunProgress(
         settings, store, cards, backends.pipelines, backends.cluster, backends.objects
     )
-    training = Training(settings, store, access, progress, backends.pipelines, backends.cluster)
+    training = Training(
+        settings,
+        store,
+        access,
+        progress,
+        backends.pipelines,
+        backends.cluster,
+        files=backends.files,
+    )
     parts = build_deploys(settings, store, access, cards, backends)
     ab = build_ab(settings, store, access, cards, parts)
     deps = Deps(

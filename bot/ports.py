@@ -123,6 +123,10 @@ class RepoFiles(Protocol):
         """The branch ``name`` (None: the project's default branch); NotFound when missing."""
         ...
 
+    async def commit_of(self, project: str, ref: str) -> str | None:
+        """The commit a branch, tag or sha names now (None: no such ref)."""
+        ...
+
 
 @dataclass(frozen=True)
 class JobSpec:

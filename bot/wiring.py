@@ -186,9 +186,12 @@ async def build_backends(settings: Settings) -> Backends:
     if any(m.training.kubernetes.metrics_bucket for m in settings.models.values()):
         objects = S3Objects(aws.client("s3"))
     files = pipelines if isinstance(pipelines, GitLabPipelines) else None
-    configs_in_gitlab = any(m.deploy.source.kind == "gitlab" for m in settings.models.values())
+    configs_in_gitlab = any(
+        m.deploy.source.kind == "gitlab" or m.gitlab_project for m in settings.models.values()
+    )
     if files is None and configs_in_gitlab and gitlab.token:
-        files = GitLabPipelines.from_settings(  # deploy configs of Kubernetes-trained models
+        # deploy configs, and the commits Kubernetes runs train, of models with a project
+        files = GitLabPipelines.from_settings(
             url=gitlab.url, token=gitlab.token.get_secret_value(), timeout=gitlab.timeout_seconds
         )
     return Backends(pipelines, cluster, objects, files, aws)

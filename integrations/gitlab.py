@@ -213,6 +213,17 @@ class GitLabPipelines:
             raise self._error(err, what, project=project) from err
         return bytes(data)
 
+    async def commit_of(self, project: str, ref: str) -> str | None:
+        """``GET /projects/:id/repository/commits/:ref``: the commit a ref names; None if none."""
+        proj = await self._project(project)
+        try:
+            commit = await self._call(lambda: proj.commits.get(ref, **self._opts))
+        except _FAILURES as err:
+            if _code(err) == 404:
+                return None
+            raise self._error(err, f"resolving {ref} of {project}", project=project) from err
+        return str(commit.id)
+
     async def branch(self, project: str, name: str | None = None) -> BranchHead:
         """The branch ``name`` (None: the project's default branch) with its newest commit and
         whether GitLab protects it (``GET /projects/:id/repository/branches/:branch``)."""

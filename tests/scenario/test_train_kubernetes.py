@@ -304,3 +304,21 @@ def test_check_config_points_at_the_line_of_a_template_mistake(
     assert bad.returncode == 1
     assert f"models.{model}.training.kubernetes.template: {template}:{line}: " in bad.stderr
     assert "unknown field 'sizeLimt' in EmptyDirVolumeSource" in bad.stderr
+
+
+async def test_a_kubernetes_run_records_the_commit_its_ref_names(
+    tmp_path: Path, kubeconfig: Path, kubelet: FakeKubelet, model: str
+) -> None:
+    """A Job has no commit of its own: the ref is resolved through the model's GitLab project
+    when the run starts, and the card shows the commit."""
+    config = yaml.safe_load(config_file(tmp_path, kubeconfig, model).read_text())
+    config["models"][model]["gitlab_project"] = "ml/fraud"
+    path = tmp_path / "with-project.yaml"
+    path.write_text(yaml.safe_dump(config))
+    async for sandbox, console in start(path):
+        head = sandbox.gitlab.state.project("ml/fraud").branches["main"]
+        await console.execute(f"/train {model} ref=main")
+        await kubelet.scheduled_pod(f"mlops-{model}-1")
+        run = await sandbox.bot.store.runs.get(1)
+        assert run is not None and run.sha == head
+        await card_says(sandbox, f"@ `{head[:8]}`")

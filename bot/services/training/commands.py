@@ -13,7 +13,7 @@ from bot.domain.runs import Run, RunState
 from bot.errors import Conflict, ExternalError, NotFound, UserInputError
 from bot.intents import TrainStart
 from bot.policy import Action
-from bot.ports import Cluster, NodeGpus, PendingGpuJob, Pipelines
+from bot.ports import Cluster, NodeGpus, PendingGpuJob, Pipelines, RepoFiles
 from bot.services.access import Access
 from bot.services.training.launch import (
     LABEL_SELECTOR,
@@ -49,6 +49,8 @@ class Training:
         pipelines: Pipelines | None,
         cluster: Cluster | None,
         clock: Clock = utcnow,
+        *,
+        files: RepoFiles | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -57,7 +59,7 @@ class Training:
         self.pipelines = pipelines
         self.cluster = cluster
         self.clock = clock
-        self.launcher = Launcher(settings, store, progress, pipelines, cluster, clock)
+        self.launcher = Launcher(settings, store, progress, pipelines, cluster, clock, files=files)
 
     def model(self, name: str) -> ModelConfig:
         return self.settings.models[name]

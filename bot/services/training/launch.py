@@ -22,11 +22,12 @@ from bot.config.settings import Settings
 from bot.crash import crash_point
 from bot.domain.runs import Run, RunState
 from bot.errors import BotError, ExternalError, NotFound
-from bot.ports import Cluster, JobSpec, Pipelines, PipelineStatus
+from bot.ports import Cluster, JobSpec, Pipelines, PipelineStatus, RepoFiles
 from bot.services.training.progress import RunProgress
 from bot.store import Store
 
 log = structlog.get_logger(__name__)
+FULL_SHA = re.compile(r"[0-9a-f]{40}")
 
 MANAGED_BY = "app.kubernetes.io/managed-by"
 RUN_LABEL = "mlops-bot/run"
@@ -80,6 +81,7 @@ class Launcher:
         *,
         every: float = 30.0,
         grace: timedelta = timedelta(minutes=2),
+        files: RepoFiles | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -91,6 +93,7 @@ class Launcher:
         self.grace = grace
         self.started = clock()
         self.launching: set[int] = set()
+        self.files = files
 
     # ---- first launch (the /train command) ------------------------------------------------
 
@@ -146,7 +149,21 @@ class Launcher:
         await self.progress.pipeline_changed(project, status)
         return await self.store.runs.get(run.id) or updated
 
+    async def commit(self, run: Run, config: ModelConfig) -> str | None:
+        """What a Kubernetes run trains: its ref resolved through the model's GitLab project
+        now (a Job has no commit of its own), or the ref itself when it is a full sha."""
+        if self.files is not None and config.gitlab_project:
+            try:
+                return await self.files.commit_of(config.gitlab_project, run.ref)
+            except BotError as exc:
+                log.warning("run_commit_unresolved", run=run.id, ref=run.ref, error=str(exc))
+        return run.ref if FULL_SHA.fullmatch(run.ref) else None
+
     async def create_job(self, run: Run, config: ModelConfig) -> Run:
+        if run.sha is None:
+            sha = await self.commit(run, config)
+            if sha is not None:
+                run = await self.store.runs.update(run.id, sha=sha) or run
         spec = self.job_spec(run, config)
         await self.kubernetes().create_job(spec)
         crash_point("run.launched", run.id)
