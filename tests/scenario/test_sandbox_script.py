@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+import tempfile
+import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,3 +75,47 @@ def test_wait_until_only_matches_what_came_after_the_previous_line(tmp_path: Pat
     )
     assert result.returncode == 1
     assert "timed out after 2s waiting for 'is locked by'" in result.stdout
+
+
+def tagged_pids(tag: str) -> set[int]:
+    """Processes whose environment carries ``tag``: the sandbox run and every child it left."""
+    found = set()
+    needle = f"MLOPS_TEST_TAG={tag}".encode()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            environ = (proc / "environ").read_bytes()
+        except OSError:
+            continue
+        if needle in environ.split(b"\0"):
+            found.add(int(proc.name))
+    return found
+
+
+def sandbox_dirs() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("mlops-bot-sandbox-*")}
+
+
+def test_quit_during_a_hanging_deploy_exits_cleanly(tmp_path: Path) -> None:
+    """`quit` while ecspresso hangs: exit 0, no traceback, no process of the run left, the
+    sandbox's temporary directory removed."""
+    tag, before_dirs = uuid.uuid4().hex, sandbox_dirs()
+    script = tmp_path / "quit.txt"
+    script.write_text(
+        "ecspresso hang\n/train fraud ref=main\nwait until gate passed\n/deploy fraud stg\n"
+        "wait 2\nquit\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "sandbox", "--script", str(script)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=os.environ | {"MLOPS_TEST_TAG": tag},
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "Traceback" not in result.stdout + result.stderr
+    assert tagged_pids(tag) == set()
+    assert sandbox_dirs() - before_dirs == set()
