@@ -36,3 +36,6 @@ async def test_votes_and_stray_reactions_say_what_happens(
     await deploy_state(sandbox, 3, DeployState.SUCCEEDED)
     card = card_of(sandbox, 3)
     assert "digest ``" not in card and "task definition revision 1" in card
+    rollback = await sandbox.bot.store.deployments.get(3)
+    assert rollback is not None and rollback.digest.startswith("sha256:")
+    assert f"digest `{rollback.digest[:19]}" in card

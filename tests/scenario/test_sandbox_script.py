@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -119,3 +120,27 @@ def test_quit_during_a_hanging_deploy_exits_cleanly(tmp_path: Path) -> None:
     assert "Traceback" not in result.stdout + result.stderr
     assert tagged_pids(tag) == set()
     assert sandbox_dirs() - before_dirs == set()
+
+
+def test_ctrl_c_ends_the_interactive_console(tmp_path: Path) -> None:
+    """Ctrl-C (SIGINT) at the prompt ends the console at once and leaves nothing running."""
+    tag = uuid.uuid4().hex
+    console = subprocess.Popen(
+        [sys.executable, "-m", "bot", "sandbox"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+        env=os.environ | {"MLOPS_TEST_TAG": tag},
+    )
+    try:
+        assert console.stdout is not None
+        for line in console.stdout:
+            if b"type `help` for console lines" in line:
+                break
+        console.send_signal(signal.SIGINT)
+        assert console.wait(timeout=30) == 130
+    finally:
+        console.kill()
+        console.wait()
+    assert tagged_pids(tag) == set()

@@ -443,12 +443,17 @@ class DeployRunner:
         return state
 
     async def succeed(self, d: Deployment, state: ServiceState) -> None:
+        # a rollback to what ran before the bot knows a revision, not a digest: keep the one
+        # verification saw, so its card and history say what runs
+        seen = sorted({c.digest for c in self.mine(d, state.containers) if c.digest})
+        digest = d.digest or (seen[0] if len(seen) == 1 else "")
         done = await self.store.deployments.finish(
             d.id,
             only_if=[DeployState.RUNNING],
             holder=holder_of(d),
             state=DeployState.SUCCEEDED,
             revision=state.revision,
+            digest=digest,
             finished_at=self.clock(),
             detail="",
         )
