@@ -3,6 +3,7 @@ sandbox; ELBv2, CloudWatch, ECR and ECS on moto; B's deploys by the ecspresso st
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from collections.abc import AsyncIterator
@@ -363,11 +364,15 @@ async def test_the_guard_resumes_after_a_restart(console: Console, sandbox: Sand
     card = ab_cards(sandbox)[0]
 
     again = await bot_app.build(sandbox.bot.settings)
+    outbox = dict(again.followers)["slack-outbox"]  # the new bot's Slack outbox, unstarted
+    sending = asyncio.create_task(outbox())
     try:
         assert again.ab_guard is not None
         await again.ab_guard.round()  # one reading: the third breach in a row
         await again.notifier.flush()
     finally:
+        sending.cancel()
+        await asyncio.gather(sending, return_exceptions=True)
         await bot_app.stop(again)
 
     e = await sandbox.bot.store.ab.get(1)
