@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import yaml
+
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = "xoxb-1234-do-not-print-me"
 
@@ -191,3 +193,25 @@ def test_config_env_and_flag_after_the_subcommand_both_work(tmp_path: Path) -> N
     before = run("--config", str(config), "check-config", env=env)
     assert by_env.stderr == after.stderr == before.stderr
     assert "kubernetes.kubeconfig" in by_env.stderr
+
+
+def test_serve_falling_back_to_the_sandbox_honours_mlops_bot_config(tmp_path: Path) -> None:
+    """No Slack workspace: `serve` starts the sandbox, on the config MLOPS_BOT_CONFIG names."""
+    data = yaml.safe_load((ROOT / "bot" / "sandbox" / "sample-config.yaml").read_text())
+    data["models"]["envmodel"] = data["models"]["churn"]
+    config = tmp_path / "env.yaml"
+    config.write_text(yaml.safe_dump(data))
+    result = subprocess.run(
+        [sys.executable, "-m", "bot", "serve"],
+        input="/train list envmodel\nquit\n",
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env={k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MLOPS_BOT_"))}
+        | {"MLOPS_BOT_CONFIG": str(config)},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "starting the local sandbox" in result.stderr
+    assert "*Active runs*" in result.stdout and "Unknown model" not in result.stdout
