@@ -131,27 +131,6 @@ card_states = sa.Table(
     sa.Index("ix_card_states_dirty_retry_at", "dirty", "retry_at"),
 )
 
-# The GitLab webhook inbox: one row per delivery key; the worker moves rows out of "pending".
-inbox = sa.Table(
-    "inbox",
-    metadata,
-    sa.Column("id", bigint_pk(), primary_key=True, autoincrement=True),
-    sa.Column("key", sa.String(255), nullable=False),
-    sa.Column("kind", sa.String(64), nullable=False),
-    sa.Column("project", sa.String(255), nullable=True),
-    sa.Column("status", sa.String(16), nullable=False),
-    sa.Column("body", sa.Text, nullable=False),
-    sa.Column("received_at", UTCDateTime, nullable=False),
-    sa.Column("attempts", sa.Integer, nullable=False),
-    sa.Column("retry_at", UTCDateTime, nullable=True),
-    sa.Column("done_at", UTCDateTime, nullable=True),
-    sa.Column("error", sa.Text, nullable=True),
-    sa.UniqueConstraint("key", name="uq_inbox_key"),
-    sa.Index("ix_inbox_status_id", "status", "id"),
-    sa.Index("ix_inbox_done_at", "done_at"),
-)
-
-
 def inbox_table(name: str, md: sa.MetaData) -> sa.Table:
     """An inbox: one row per delivery key, ``pending`` until its effect is out."""
     return sa.Table(
@@ -173,6 +152,9 @@ def inbox_table(name: str, md: sa.MetaData) -> sa.Table:
         sa.Index(f"ix_{name}_done_at", "done_at"),
     )
 
+
+# The GitLab webhook inbox: one row per delivery key; the worker moves rows out of "pending".
+inbox = inbox_table("inbox", metadata)
 
 # Slack commands, clicks and reactions, recorded before the ack and processed from here.
 interactions = inbox_table("interactions", metadata)
