@@ -1,0 +1,1 @@
+"""Model monitoring's data and statistics: reference profiles, window counts, drift, accuracy."""
