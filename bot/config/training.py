@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from bot.config.base import Strict
 
 K8S_NAME = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+PENDING_TIMEOUT = 30 * 60  # seconds a Kubernetes run may wait to start before it is failed
 
 
 class GitLabTraining(Strict):
@@ -32,9 +34,28 @@ class KubernetesTraining(Strict):
     service_account: str | None = None
     backoff_limit: int = Field(default=0, ge=0, le=20)
     active_deadline_seconds: int | None = Field(default=86400, ge=1)
+    pending_timeout_seconds: int | None = Field(default=PENDING_TIMEOUT, ge=1)
     ttl_seconds_after_finished: int | None = Field(default=7 * 86400, ge=0)
     metrics_bucket: str | None = None
     metrics_key: str = "runs/{run_id}/metrics.json"
+
+    @model_validator(mode="after")
+    def _pending_before_deadline(self) -> KubernetesTraining:
+        pending, deadline = self.pending_timeout_seconds, self.active_deadline_seconds
+        if pending is not None and deadline is not None and pending >= deadline:
+            raise ValueError(
+                f"pending_timeout_seconds ({pending}) must be shorter than "
+                f"active_deadline_seconds ({deadline}): a run that never started would be "
+                f"stopped by the deadline first; lower it (default {PENDING_TIMEOUT}) or unset it"
+            )
+        return self
+
+
+def resync_seconds(models: Iterable[KubernetesTraining]) -> float:
+    """How often the watch reports pending jobs again: often enough that a run is failed
+    within a quarter of its pending timeout after it expires (between 1 and 30 seconds)."""
+    timeouts = [m.pending_timeout_seconds for m in models if m.pending_timeout_seconds]
+    return min([30.0, *(max(1.0, t / 4) for t in timeouts)])
 
 
 class Gate(Strict):

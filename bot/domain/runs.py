@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -49,3 +49,32 @@ class Run:
     verdict: dict[str, Any] | None = None
     image: str | None = None
     request: str | None = None  # the Slack delivery that asked for it (a replay finds it)
+
+
+GAVE_UP_PENDING = "did not start within"
+"""How the detail of a run failed for waiting too long to start begins."""
+
+
+def waiting_to_start(run: Run, now: datetime) -> timedelta | None:
+    """How long an active run has waited to start (since it was asked for); None once it has
+    started or finished."""
+    if run.state != RunState.QUEUED or run.started_at is not None:
+        return None
+    return now - run.created_at
+
+
+def gave_up_pending(limit_seconds: int, reason: str) -> str:
+    """The detail of a run failed because it waited longer than ``limit_seconds`` to start."""
+    return f"{GAVE_UP_PENDING} {span(limit_seconds)}: {reason or 'Kubernetes gave no reason'}"
+
+
+def span(seconds: int) -> str:
+    """A whole duration in its largest units: 45s, 30m, 1h 30m, 2h."""
+    hours, rest = divmod(max(0, seconds), 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [
+        f"{hours}h" if hours else "",
+        f"{minutes}m" if minutes else "",
+        f"{secs}s" if secs else "",
+    ]
+    return " ".join(part for part in parts if part) or "0s"

@@ -28,9 +28,10 @@ from tenacity import (
 from bot.errors import BotError, ConfigError, Conflict, ExternalError, UserInputError
 from bot.ports import JobSpec, JobUpdate, NodeGpus, PendingGpuJob
 from integrations.kubernetes import manifests as kube_jobs
+from integrations.kubernetes import status as kube_status
 from integrations.kubernetes import templates
 from integrations.kubernetes.manifests import JOB_NAME_LABEL, api_message, describe, is_transient
-from integrations.kubernetes.watch import WatchTiming, job_updates
+from integrations.kubernetes.watch import JOB_REFUSALS, Source, WatchTiming, job_updates
 
 T = TypeVar("T")
 
@@ -48,6 +49,7 @@ class KubernetesCluster:
         attempts: int = 3,
         backoff: float = 0.2,
         watch_seconds: int = 300,
+        resync_seconds: float = 30.0,
     ) -> None:
         self._api = api
         self._batch = BatchV1Api(api)
@@ -55,7 +57,11 @@ class KubernetesCluster:
         self._timeout = float(request_timeout)
         self._attempts = attempts
         self._backoff = backoff
-        self._timing = WatchTiming(request_timeout=self._timeout, watch_seconds=watch_seconds)
+        self._timing = WatchTiming(
+            request_timeout=self._timeout,
+            watch_seconds=watch_seconds,
+            resync_seconds=resync_seconds,
+        )
 
     @classmethod
     async def from_kubeconfig(cls, path: str | Path | None, **options: Any) -> KubernetesCluster:
@@ -113,28 +119,48 @@ class KubernetesCluster:
             namespace,
             label_selector=label_selector,
         )
-        oldest = min(jobs, key=kube_jobs.created, default=None)
+        oldest = min(jobs, key=kube_status.created, default=None)
         return str(oldest.metadata.name) if oldest is not None else None
 
     async def job_update(self, namespace: str, name: str) -> JobUpdate | None:
         job = await self._read_job(namespace, name)
         if job is None:
             return None
-        return kube_jobs.job_update(
-            job, kube_jobs.newest_pod(await self._job_pods(namespace, name))
-        )
+        pod = kube_status.newest_pod(await self._job_pods(namespace, name))
+        refusal = await self._refusal(job)
+        return kube_status.job_update(job, pod, refusal=refusal)
+
+    async def _refusal(self, job: Any) -> kube_status.Refusal | None:
+        """The job controller's latest refused pod create for ``job``; None when there is
+        none or events may not be read."""
+        meta = job.metadata
+        try:
+            events = await self._list(
+                f"list events of job {meta.namespace}/{meta.name}",
+                self._core.list_namespaced_event,
+                meta.namespace,
+                field_selector=f"{JOB_REFUSALS},involvedObject.uid={meta.uid}",
+            )
+        except ExternalError:
+            return None
+        latest = max(events, key=kube_status.event_time, default=None)
+        return kube_status.refusal(latest) if latest is not None else None
 
     def watch_jobs(self, namespace: str, label_selector: str) -> AsyncGenerator[JobUpdate, None]:
-        """Updates of every matching job, starting with their current states; see kube_watch."""
+        """Updates of every matching job, starting with their current states, from one watch
+        of the namespace's Jobs, Pods and FailedCreate events; see watch.py."""
         sources = {
-            "job": self._batch.list_namespaced_job,
-            "pod": self._core.list_namespaced_pod,
+            "job": Source(self._batch.list_namespaced_job, label_selector),
+            "pod": Source(self._core.list_namespaced_pod, label_selector),
+            "event": Source(
+                self._core.list_namespaced_event, field_selector=JOB_REFUSALS, optional=True
+            ),
         }
-        return job_updates(sources, namespace, label_selector, self._timing)
+        return job_updates(sources, namespace, self._timing)
 
     async def pod_log_tail(self, namespace: str, job_name: str, lines: int = 30) -> str:
         """The newest pod's last ``lines`` lines; a placeholder when the log cannot be read."""
-        pod = kube_jobs.newest_pod(await self._job_pods(namespace, job_name))
+        pod = kube_status.newest_pod(await self._job_pods(namespace, job_name))
         if pod is None:
             return ""
         what = f"read log of {namespace}/{pod.metadata.name}"
@@ -165,8 +191,9 @@ class KubernetesCluster:
         )
         held: dict[str, int] = {}
         for pod in pods:
-            if pod.spec.node_name:
-                held[pod.spec.node_name] = held.get(pod.spec.node_name, 0) + kube_jobs.pod_gpus(pod)
+            node = pod.spec.node_name
+            if node:
+                held[node] = held.get(node, 0) + kube_status.pod_gpus(pod)
         result = [
             NodeGpus(node.metadata.name, _allocatable_gpus(node), held.get(node.metadata.name, 0))
             for node in nodes
@@ -186,11 +213,11 @@ class KubernetesCluster:
             PendingGpuJob(
                 namespace=namespace,
                 name=(pod.metadata.labels or {}).get(JOB_NAME_LABEL, pod.metadata.name),
-                gpus=kube_jobs.pod_gpus(pod),
-                reason=kube_jobs.scheduling_reason(pod) or "waiting for the scheduler",
+                gpus=kube_status.pod_gpus(pod),
+                reason=kube_status.scheduling_reason(pod) or "waiting for the scheduler",
             )
             for pod in pods
-            if kube_jobs.is_unscheduled_pending(pod) and kube_jobs.pod_gpus(pod) > 0
+            if kube_status.is_unscheduled_pending(pod) and kube_status.pod_gpus(pod) > 0
         ]
 
     # ---- plumbing -------------------------------------------------------------------------------
@@ -280,4 +307,4 @@ def _rejected(what: str, err: ApiException) -> BotError:
 
 def _allocatable_gpus(node: Any) -> int:
     allocatable = (node.status.allocatable or {}) if node.status else {}
-    return kube_jobs.quantity(allocatable.get(kube_jobs.GPU))
+    return kube_status.quantity(allocatable.get(kube_status.GPU))

@@ -7,19 +7,17 @@ from __future__ import annotations
 
 import copy
 import json
-from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 from kubernetes.aio.client import ApiException, V1Job
 
-from bot.ports import JobSpec, JobUpdate
+from bot.ports import JobSpec
+from integrations.kubernetes.status import GPU
 
-GPU = "nvidia.com/gpu"
 JOB_NAME_LABEL = "job-name"  # set on every pod by the job controller
 CONTAINER = "train"
-_EPOCH = datetime.min.replace(tzinfo=UTC)
 
 
 def job_manifest(spec: JobSpec, template: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -123,90 +121,6 @@ def _pod_spec(spec: JobSpec) -> dict[str, Any]:
 def to_job(spec: JobSpec, template: Mapping[str, Any] | None = None) -> Any:
     """The manifest as the client's model (raises pydantic's ValidationError on bad types)."""
     return V1Job.from_dict(job_manifest(spec, template))
-
-
-# ---- reading state ---------------------------------------------------------------------------
-
-
-def newest_pod(pods: Iterable[Any]) -> Any | None:
-    """The most recently created pod (the job controller's latest attempt)."""
-    return max(pods, key=created, default=None)
-
-
-def created(obj: Any) -> tuple[datetime, str]:
-    meta = obj.metadata
-    return (meta.creation_timestamp or _EPOCH, meta.name or "")
-
-
-def job_update(job: Any, pod: Any | None, *, deleted: bool = False) -> JobUpdate:
-    """What ``job`` and its newest ``pod`` say now."""
-    phase, reason = job_phase(job, pod)
-    return JobUpdate(
-        namespace=job.metadata.namespace,
-        name=job.metadata.name,
-        phase=phase,
-        labels=dict(job.metadata.labels or {}),
-        reason=reason,
-        pod=pod.metadata.name if pod is not None else None,
-        deleted=deleted,
-    )
-
-
-def job_phase(job: Any, pod: Any | None) -> tuple[str, str]:
-    """(phase, reason): the job's terminal conditions win; otherwise the newest pod decides."""
-    status = job.status
-    for condition in (status.conditions or []) if status else []:
-        if condition.status != "True":
-            continue
-        if condition.type == "Complete":
-            return "succeeded", ""
-        if condition.type == "Failed":
-            return "failed", _join(condition.reason, condition.message)
-    if status and (status.succeeded or 0) > 0:
-        return "succeeded", ""
-    if pod is not None and pod.status and pod.status.phase in ("Running", "Succeeded", "Failed"):
-        return "running", ""
-    return "pending", scheduling_reason(pod) if pod is not None else ""
-
-
-def scheduling_reason(pod: Any) -> str:
-    """The scheduler's message for an unscheduled pod ("0/1 nodes are available: ...")."""
-    for condition in (pod.status.conditions or []) if pod.status else []:
-        if condition.type == "PodScheduled" and condition.status == "False":
-            return _join(None, condition.message) or condition.reason or ""
-    return ""
-
-
-def _join(reason: str | None, message: str | None) -> str:
-    return ": ".join(part for part in (reason, message) if part)
-
-
-def pod_gpus(pod: Any) -> int:
-    """GPUs a pod holds: the sum over its containers, or its largest init container if more."""
-    spec = pod.spec
-    main = sum(_container_gpus(c) for c in spec.containers or [])
-    init = max((_container_gpus(c) for c in spec.init_containers or []), default=0)
-    return max(main, init)
-
-
-def _container_gpus(container: Any) -> int:
-    resources = container.resources
-    if resources is None:
-        return 0
-    value = (resources.limits or {}).get(GPU) or (resources.requests or {}).get(GPU)
-    return quantity(value)
-
-
-def quantity(value: str | None) -> int:
-    """An integer resource quantity ("2"); extended resources like GPUs are whole numbers."""
-    try:
-        return int(value) if value else 0
-    except ValueError:
-        return 0
-
-
-def is_unscheduled_pending(pod: Any) -> bool:
-    return bool(pod.status and pod.status.phase == "Pending" and not pod.spec.node_name)
 
 
 # ---- API errors ------------------------------------------------------------------------------

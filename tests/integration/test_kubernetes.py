@@ -21,7 +21,7 @@ from kubernetes.aio.client import ApiClient, BatchV1Api, CoreV1Api, V1Job
 from bot.errors import Conflict, ExternalError, UserInputError
 from bot.ports import JobSpec, JobUpdate
 from integrations.kubernetes.cluster import KubernetesCluster, api_client
-from integrations.kubernetes.watch import SYNC, JobBook, WatchTiming, resource_events
+from integrations.kubernetes.watch import SYNC, JobBook, Source, WatchTiming, resource_events
 from tests.kube import (
     NODE,
     NODE_GPUS,
@@ -301,7 +301,8 @@ async def test_a_resource_version_older_than_the_servers_cache_is_answered_by_a_
     await batch.patch_namespaced_job(spec.name, NS, note)
     # A restarted apiserver's watch cache starts at the newest revision: ``stale`` is too old.
     await asyncio.to_thread(control_plane.restart_apiserver)
-    events = resource_events(batch.list_namespaced_job, NS, selector, WatchTiming(), stale)
+    source = Source(batch.list_namespaced_job, selector)
+    events = resource_events(source, NS, WatchTiming(), stale)
     with structlog.testing.capture_logs() as logs:
         async with aclosing(events):
             kind, items = await anext(events)
@@ -337,7 +338,8 @@ async def test_a_watch_that_ends_resumes_from_its_last_resource_version(
     batch = BatchV1Api(kube_api)
     timing = WatchTiming(watch_seconds=1)
     kinds: list[str] = []
-    async with aclosing(resource_events(batch.list_namespaced_job, NS, selector, timing)) as events:
+    source = Source(batch.list_namespaced_job, selector)
+    async with aclosing(resource_events(source, NS, timing)) as events:
         kind, _ = await anext(events)
         kinds.append(kind)
         await asyncio.sleep(2.5)  # the server ends the watch twice meanwhile

@@ -322,3 +322,77 @@ async def test_a_kubernetes_run_records_the_commit_its_ref_names(
         run = await sandbox.bot.store.runs.get(1)
         assert run is not None and run.sha == head
         await card_says(sandbox, f"@ `{head[:8]}`")
+
+
+# ---- pending says why, early -----------------------------------------------------------------
+
+
+@pytest.fixture
+async def quota_namespace(kube_api: ApiClient, model: str) -> AsyncIterator[str]:
+    """A training namespace of its own whose ResourceQuota allows one GPU."""
+    core = CoreV1Api(kube_api)
+    name = f"quota-{model}"
+    await core.create_namespace({"metadata": {"name": name}})
+    spec = {"hard": {"requests.nvidia.com/gpu": "1"}}
+    await core.create_namespaced_resource_quota(
+        name, {"metadata": {"name": "gpu-quota"}, "spec": spec}
+    )
+
+    async def counted() -> bool:  # admission only enforces a quota the controller has counted
+        quota = await core.read_namespaced_resource_quota("gpu-quota", name)
+        return bool(quota.status and quota.status.hard)
+
+    await eventually(counted, timeout=30)
+    yield name
+    await FakeKubelet(core, name).clean_up(BatchV1Api(kube_api), f"mlops-bot/model={model}")
+    await core.delete_namespace(name)
+
+
+async def test_a_full_quota_shows_on_the_card_with_its_used_and_hard_values(
+    tmp_path: Path, kubeconfig: Path, model: str, quota_namespace: str
+) -> None:
+    nowhere = {"mlops-bot/test-node": "none"}  # the pods hold quota, never the node's GPUs
+    config = config_file(
+        tmp_path, kubeconfig, model, namespace=quota_namespace, node_selector=nowhere
+    )
+    async for sandbox, console in start(config):
+        await console.execute(f"/train {model} gpus=1")
+        await card_says(sandbox, "0/1 nodes are available: 1 node(s) didn't match")
+        await console.execute(f"/train {model} gpus=1")
+        await card_says(
+            sandbox,
+            "ResourceQuota gpu-quota is full: requested requests.nvidia.com/gpu=1, "
+            "used requests.nvidia.com/gpu=1, hard requests.nvidia.com/gpu=1",
+        )
+        run = await sandbox.bot.store.runs.get(2)
+        assert run is not None and run.state == RunState.QUEUED
+
+
+async def test_a_run_that_cannot_pull_its_image_fails_after_its_pending_timeout(
+    tmp_path: Path, kubeconfig: Path, kubelet: FakeKubelet, kube_api: ApiClient, model: str
+) -> None:
+    config = config_file(tmp_path, kubeconfig, model, pending_timeout_seconds=10)
+    async for sandbox, console in start(config):
+        await console.execute(f"/train {model} gpus=1")
+        pod = await kubelet.scheduled_pod(f"mlops-{model}-1")
+        message = 'Back-off pulling image "registry.example.com/ml/train:1"'
+        state = {"waiting": {"reason": "ImagePullBackOff", "message": message}}
+        status = {"name": "train", "image": "", "imageID": "", "ready": False, "restartCount": 0}
+        await kubelet.core.patch_namespaced_pod_status(
+            pod.metadata.name,
+            NS,
+            {"status": {"phase": "Pending", "containerStatuses": [{**status, "state": state}]}},
+        )
+        await card_says(sandbox, "ImagePullBackOff: Back-off pulling image")
+        waiting = await sandbox.bot.store.runs.get(1)
+        assert waiting is not None and waiting.state == RunState.QUEUED
+        await card_says(sandbox, "did not start within 10s: ImagePullBackOff")
+        run = await sandbox.bot.store.runs.get(1)
+        assert run is not None and run.state == RunState.FAILED
+        assert run.detail == f"did not start within 10s: ImagePullBackOff: {message}"
+
+        async def deleted() -> bool:
+            await kubelet.reap(f"mlops-bot/model={model}")
+            return not await run_jobs(kube_api, model)
+
+        await eventually(deleted, timeout=30)
