@@ -1,10 +1,13 @@
 """Outside API requests per minute while the bot follows N active training runs, per backend.
 
     .venv/bin/python bench/watch_cost.py [--runs 1,10,100] [--minutes 20] [--busy-minutes 3]
-                                         [--no-kubernetes]
+                                         [--round-runs 1,10,100,1000] [--no-kubernetes]
 
-GitLab: the real PipelinePoller (ONE loop for every active run) and the real GitLabPipelines
-adapter (python-gitlab) against the GitLab stand-in, which records every request it gets.
+GitLab: the real PipelinePoller (ONE loop; per project, one list of the pipelines updated since
+the last round, then the jobs of those that changed) and the real GitLabPipelines adapter
+(python-gitlab) against the GitLab stand-in, which records every request it gets. Requests per
+round and the event loop's worst stall are compared, in the same run, with a baseline: the
+poller as it was before (each active run's pipeline and jobs every round, all at once).
 Kubernetes: ONE real JobWatchers watch (Jobs + Pods, the bot's label selector) against the
 control plane scripts/kube provisions (etcd, kube-apiserver, controller-manager, scheduler and a
 fake node with 2 GPUs; no kubelet, so the bench moves bound pods itself through a separate
@@ -28,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -45,7 +49,13 @@ from bot.domain.runs import Run, RunState
 from bot.logs import configure_logging
 from bot.ports import JobSpec, JobUpdate, PipelineStatus
 from bot.sandbox.gitlab.server import GitLabStandIn, JobPlan, RecordedCall, StandInProject
-from bot.services.training.followers import LABEL_SELECTOR, JobWatchers, PipelinePoller
+from bot.services.training.followers import (
+    LABEL_SELECTOR,
+    OVERLAP,
+    JobWatchers,
+    PipelinePoller,
+    fingerprint,
+)
 from bot.services.training.progress import RunProgress
 from bot.store import Store
 from integrations.gitlab import GitLabPipelines
@@ -180,7 +190,12 @@ async def measure_poller(runs: int, bot_seconds: float, *, busy: bool) -> list[R
     async with gitlab_runs(runs) as (stand_in, pipelines, store):
         progress = Progress()
         poller = PipelinePoller(
-            store, pipelines, cast(RunProgress, progress), every=every, max_every=max_every
+            store,
+            pipelines,
+            cast(RunProgress, progress),
+            every=every,
+            max_every=max_every,
+            overlap=OVERLAP / SCALE,  # a wait, scaled like the others
         )
 
         def move_all() -> None:
@@ -249,6 +264,176 @@ async def gitlab_rows(sizes: list[int], minutes: float, busy_minutes: float) -> 
         rows += await measure_poller(runs, busy_minutes * 60, busy=True)
     order = ("idle", "steady", "busy")
     return sorted(rows, key=lambda r: (order.index(r.variant.split(":")[0]), r.runs))
+
+
+# ---- GitLab: requests per round and loop stalls, against the per-run baseline ------------------
+
+
+class PerRunPoller(PipelinePoller):
+    """The baseline: the poller before per-project polling. Every round reads every active
+    run's pipeline and its jobs (2 requests per run), all runs gathered at once."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.signatures: dict[int, tuple[str, tuple[str, ...]]] = {}
+
+    async def poll_once(self) -> bool:
+        runs = [r for r in await self.store.runs.active("gitlab") if r.pipeline_id is not None]
+        active = {r.id for r in runs}
+        self.signatures = {k: v for k, v in self.signatures.items() if k in active}
+        return any(await asyncio.gather(*(self.poll_run(run) for run in runs)))
+
+    async def poll_run(self, run: Run) -> bool:
+        assert run.project is not None and run.pipeline_id is not None
+        async with self.gate:
+            status = await self.pipelines.status(run.project, run.pipeline_id)
+        signature = fingerprint(status)
+        if self.signatures.get(run.id) == signature:
+            return False
+        self.signatures[run.id] = signature
+        await self.progress.pipeline_changed(run.project, status)
+        return True
+
+
+class Heartbeat:
+    """How late a 5 ms sleep wakes: the longest the event loop was blocked meanwhile."""
+
+    def __init__(self, interval: float = 0.005) -> None:
+        self.interval = interval
+        self.lags: list[float] = []
+        self.task: asyncio.Task[None] | None = None
+
+    async def beat(self) -> None:
+        while True:
+            began = time.perf_counter()
+            await asyncio.sleep(self.interval)
+            self.lags.append(time.perf_counter() - began - self.interval)
+
+    def p99_max(self) -> tuple[float, float]:
+        ordered = sorted(self.lags) or [0.0]
+        return ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))], ordered[-1]
+
+
+@dataclass
+class RoundRow:
+    runs: int
+    poller: str
+    rounds: dict[str, int]  # round kind -> requests
+    lag_p99: float
+    lag_max: float
+
+
+ROUNDS = ("first", "idle", "10% moved", "all moved")
+
+
+@contextlib.asynccontextmanager
+async def served_apart(stand_in: GitLabStandIn) -> AsyncIterator[None]:
+    """The stand-in served from its own thread and event loop, so that its work (answering
+    thousands of requests) does not count as a stall of the bot's loop."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="gitlab-stand-in", daemon=True)
+    thread.start()
+    try:
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(stand_in.start(), loop))
+        yield
+    finally:
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(stand_in.stop(), loop))
+        loop.call_soon_threadsafe(loop.stop)
+        await asyncio.to_thread(thread.join, 10)
+        loop.close()
+
+
+async def fast_runs(runs: int, stand_in: GitLabStandIn) -> tuple[Store, GitLabPipelines, str]:
+    """``runs`` running pipelines made inside the stand-in (no HTTP) and their runs stored."""
+    tmp = tempfile.mkdtemp(prefix="watch-rounds-")
+    store = Store.from_url(f"sqlite:///{tmp}/bot.db")
+    await store.migrate()
+    project = stand_in.state.project(PROJECT)
+    for _ in range(runs):
+        pipeline = stand_in.state.create(project, "main", source="api", variables={}, inputs={})
+        stand_in.advance(PROJECT, pipeline.id)
+        stand_in.advance(PROJECT, pipeline.id)
+        run = await store.runs.create(
+            Run(
+                id=0,
+                model="fraud",
+                backend="gitlab",
+                state=RunState.RUNNING,
+                requester="U0BENCH",
+                ref="main",
+                created_at=datetime.now(UTC),
+                gpus=1,
+                project=PROJECT,
+            )
+        )
+        await store.runs.update(run.id, pipeline_id=pipeline.id)
+    pipelines = GitLabPipelines.from_settings(url=stand_in.url, token=TOKEN, timeout=10)
+    return store, pipelines, tmp
+
+
+async def measure_rounds(runs: int, poller_kind: type[PipelinePoller]) -> RoundRow:
+    """The four kinds of round, in order, on one poller; the heartbeat runs throughout."""
+    stand_in = GitLabStandIn(token=TOKEN, projects=[StandInProject(path=PROJECT, jobs=PLAN)])
+    async with served_apart(stand_in):
+        return await measure_served(runs, poller_kind, stand_in)
+
+
+async def measure_served(
+    runs: int, poller_kind: type[PipelinePoller], stand_in: GitLabStandIn
+) -> RoundRow:
+    store, pipelines, tmp = await fast_runs(runs, stand_in)
+    poller = poller_kind(
+        store, pipelines, cast(RunProgress, Progress()), every=POLL_SECONDS, max_every=60
+    )
+    heartbeat = Heartbeat()
+    counts: dict[str, int] = {}
+    try:
+        heartbeat.task = asyncio.create_task(heartbeat.beat())
+        for kind in ROUNDS:
+            moving = {"10% moved": max(1, runs // 10), "all moved": runs}.get(kind, 0)
+            for pipeline in stand_in.pipelines(PROJECT)[:moving]:
+                stand_in.advance(PROJECT, pipeline.id)
+            before = len(stand_in.calls)
+            await poller.poll_once()
+            counts[kind] = len(stand_in.calls) - before
+        await cancel(heartbeat.task)
+    finally:
+        await store.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+    p99, worst = heartbeat.p99_max()
+    name = "per run (before)" if poller_kind is PerRunPoller else "per project (now)"
+    return RoundRow(runs, name, counts, p99 * 1000, worst * 1000)
+
+
+async def round_rows(sizes: list[int]) -> list[RoundRow]:
+    rows = []
+    for runs in sizes:
+        rows.append(await measure_rounds(runs, PerRunPoller))
+        rows.append(await measure_rounds(runs, PipelinePoller))
+    return rows
+
+
+def round_table(rows: list[RoundRow]) -> list[str]:
+    head = (
+        f"{'N':>5} {'poller':<18} "
+        + " ".join(f"{kind:>10}" for kind in ROUNDS)
+        + f" {'loop lag p99':>13} {'max':>9}"
+    )
+    lines = [head, "-" * len(head)]
+    baseline: dict[int, RoundRow] = {}
+    for row in rows:
+        cells = []
+        for kind in ROUNDS:
+            base = baseline.get(row.runs)
+            ratio = f" {row.rounds[kind] / base.rounds[kind]:.2f}x" if base else ""
+            cells.append(f"{str(row.rounds[kind]) + ratio:>10}")
+        lines.append(
+            f"{row.runs:>5} {row.poller:<18} "
+            + " ".join(cells)
+            + f" {row.lag_p99:>10.1f} ms {row.lag_max:>6.1f} ms"
+        )
+        baseline.setdefault(row.runs, row)
+    return lines
 
 
 # ---- Kubernetes ----------------------------------------------------------------------------
@@ -452,8 +637,11 @@ def table(rows: list[Row]) -> list[str]:
     return lines
 
 
-async def main(sizes: list[int], minutes: float, busy_minutes: float, kube: bool) -> None:
+async def main(
+    sizes: list[int], minutes: float, busy_minutes: float, kube: bool, round_sizes: list[int]
+) -> None:
     configure_logging("warning")
+    rounds = await round_rows(round_sizes)
     rows = await gitlab_rows(sizes, minutes, busy_minutes)
     kube_note = ""
     if kube:
@@ -469,6 +657,11 @@ async def main(sizes: list[int], minutes: float, busy_minutes: float, kube: bool
             kube_note = f"kubernetes: skipped ({type(err).__name__}: {err})"
     else:
         kube_note = "kubernetes: skipped (--no-kubernetes)"
+    print("GitLab requests per polling round, N active runs in one project; ratio against the")
+    print("per-run baseline measured just before (a moved run = one more job or status)")
+    print()
+    print("\n".join(round_table(rounds)))
+    print()
     print("Outside API requests per minute while the bot follows N active training runs")
     print(
         f"(time scaled 1/{SCALE}: 1 real s of waiting = {SCALE} s of bot time; req/min is per "
@@ -479,13 +672,14 @@ async def main(sizes: list[int], minutes: float, busy_minutes: float, kube: bool
     if kube_note:
         print(kube_note)
     notes = [
-        f"gitlab: ONE PipelinePoller loop for every active run (no webhooks configured). A round "
-        f"reads each run's pipeline and its jobs: 2 GETs per run. The wait is poll_seconds="
-        f"{POLL_SECONDS:g} s after a change, doubling while nothing changes up to "
+        f"gitlab: ONE PipelinePoller loop (no webhooks configured). A round lists each "
+        "project's pipelines updated since the last round (one GET per 100 of them), then reads "
+        "the jobs of the runs' pipelines that changed (one GET each; a run whose pipeline was "
+        "not listed and never seen, e.g. after a restart, is read whole once: 2 GETs). The wait "
+        f"is poll_seconds={POLL_SECONDS:g} s after a change, doubling while nothing changes up to "
         f"poll_max_seconds={POLL_MAX_SECONDS:g} s (bench: {POLL_SECONDS / SCALE:g} -> "
-        f"{POLL_MAX_SECONDS / SCALE:g} s): idle runs cost 2 requests per run per "
-        f"{POLL_MAX_SECONDS:g} s, runs that move 2 per run per {POLL_SECONDS:g} s. Linear in N, "
-        "but one loop however many runs.",
+        f"{POLL_MAX_SECONDS / SCALE:g} s): idle runs cost 1 request per project per "
+        f"{POLL_MAX_SECONDS:g} s, whatever N; runs that move 1 each per round.",
         f"kubernetes: ONE watch per namespace over Jobs and Pods with the bot's label selector: "
         f"one LIST of each at start, then one WATCH of each per watch_seconds={WATCH_SECONDS} s "
         f"(bench: {WATCH_SECONDS / SCALE:g} s); changes arrive on the open stream. Independent "
@@ -512,6 +706,12 @@ if __name__ == "__main__":
     parser.add_argument(
         "--busy-minutes", type=float, default=3.0, help="bot minutes per busy measure (3)"
     )
+    parser.add_argument(
+        "--round-runs",
+        type=sizes_arg,
+        default=[1, 10, 100, 1000],
+        help="N values for requests per round and loop stalls: 1,10,100,1000",
+    )
     parser.add_argument("--no-kubernetes", action="store_true")
     args = parser.parse_args()
     most = (2 * len(PLAN) - 2) * POLL_SECONDS / 60  # a pipeline of PLAN moves 2 x len(PLAN) times
@@ -519,4 +719,5 @@ if __name__ == "__main__":
         parser.error(f"--busy-minutes must be above 0 and at most {most:g}")
     if args.minutes <= 0 or not args.runs or min(args.runs) < 1:
         parser.error("--minutes must be above 0 and --runs positive")
-    asyncio.run(main(args.runs, args.minutes, args.busy_minutes, not args.no_kubernetes))
+    kube = not args.no_kubernetes
+    asyncio.run(main(args.runs, args.minutes, args.busy_minutes, kube, args.round_runs))

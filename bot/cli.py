@@ -86,6 +86,7 @@ def check_config(config: str | None) -> int:
     )
     tools = asyncio.run(check_backends(settings)) + check_job_templates(settings)
     tools += asyncio.run(check_ecspresso(settings))
+    tools += asyncio.run(check_gitlab_variables(settings))
     for problem in tools:
         print(problem, file=sys.stderr)
     if tools:
@@ -105,6 +106,13 @@ async def check_backends(settings: Settings) -> list[str]:
         return list(exc.issues)
     await backends.close()
     return []
+
+
+async def check_gitlab_variables(settings: Settings) -> list[str]:
+    """Each GitLab model's project would take /train's MLOPS_* and HP_* pipeline variables."""
+    from integrations.gitlab_checks import variables_issues
+
+    return await variables_issues(settings)
 
 
 def check_job_templates(settings: Settings) -> list[str]:

@@ -79,6 +79,8 @@ class PipelineStatus:
     sha: str
     web_url: str
     jobs: tuple[PipelineJob, ...] = ()
+    updated_at: datetime | None = None
+    """GitLab's ``updated_at`` (its own clock), when the answer carried it."""
 
 
 class Pipelines(Protocol):
@@ -96,6 +98,17 @@ class Pipelines(Protocol):
         ...
 
     async def status(self, project: str, pipeline_id: int) -> PipelineStatus: ...
+
+    async def updated(
+        self, project: str, after: datetime | None, limit: int
+    ) -> list[PipelineStatus]:
+        """Up to ``limit`` pipelines of ``project`` updated after ``after`` (all when None),
+        oldest update first, without their jobs; each has ``updated_at``."""
+        ...
+
+    async def jobs(self, project: str, pipeline_id: int) -> tuple[PipelineJob, ...]:
+        """The pipeline's jobs (retried ones left out), in stage order."""
+        ...
 
     async def cancel(self, project: str, pipeline_id: int) -> None: ...
 

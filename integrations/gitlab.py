@@ -9,7 +9,7 @@ GitLab cannot have started it (no connection, 502/503).
 from __future__ import annotations
 
 import asyncio
-import re
+import functools
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -29,8 +29,17 @@ from tenacity import (
 )
 from tenacity.wait import wait_base
 
+from bot.config.checks import (
+    VARIABLES_SETTING,
+    VARIABLES_WHERE,
+    VariablesPolicy,
+    pipeline_variables_issue,
+)
 from bot.errors import BotError, Conflict, ExternalError, NotFound, UserInputError
 from bot.ports import BranchHead, PipelineJob, PipelineStatus
+from integrations.gitlab_trace import TailBuffer, tail
+
+__all__ = ["GitLabPipelines", "tail", "transient"]
 
 T = TypeVar("T")
 
@@ -43,7 +52,10 @@ NOT_STARTED = frozenset({502, 503})
 
 _FAILURES = (GitlabError, requests.RequestException)
 """What a python-gitlab call raises when GitLab fails; anything else is a bug and propagates."""
-_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+VARIABLES_REFUSED = "Insufficient permissions to set pipeline variables"
+"""GitLab's 400 when the caller may not set pipeline variables in the project."""
+TRACE_CHUNK = 64 * 1024
+LIST_PAGE = 100
 _log = structlog.get_logger(__name__)
 
 
@@ -111,8 +123,46 @@ class GitLabPipelines:
                     lambda: proj.pipelines.create(data, **self._opts), idempotent=False
                 )
         except _FAILURES as err:
+            if _code(err) == 400 and VARIABLES_REFUSED in _message(err):
+                raise await self._variables_refused(project, trigger=token is not None) from err
             raise self._error(err, what, project=project, trigger=token is not None) from err
         return _status(pipeline, ())
+
+    async def _variables_refused(self, project: str, *, trigger: bool) -> Conflict:
+        """GitLab's refusal of the run's variables, told as the setting to change."""
+        try:
+            policy = await self.variables_policy(project)
+        except BotError:
+            policy = VariablesPolicy(None, None, None)
+        issue = pipeline_variables_issue(project, policy, trigger=trigger)
+        user = "the trigger token's owner" if trigger else "the bot's token user"
+        return Conflict(
+            "GitLab refused to start the pipeline: "
+            + (
+                issue
+                or f"{project}'s {VARIABLES_SETTING} ({VARIABLES_WHERE}) is no_one_allowed "
+                f"or above the role of {user}, and /train sends MLOPS_* and HP_* variables. "
+                "A project Owner can set it to that user's role (developer or maintainer), or "
+                "give the user the role it names; `mlops-bot check-config` shows the setting "
+                "when the bot's token has the Maintainer role"
+            )
+            + "."
+        )
+
+    async def variables_policy(self, project: str) -> VariablesPolicy:
+        """The project's pipeline-variable settings and the token user's role, read fresh
+        (``GET /projects/:id``: the settings only reach Maintainers and up)."""
+        if not self._authenticated:
+            return VariablesPolicy(None, None, None)
+        try:
+            proj = await self._call(lambda: self._gl.projects.get(project, **self._opts))
+        except _FAILURES as err:
+            missing = f"GitLab project {project} not found (or the bot's token cannot see it)"
+            raise self._error(
+                err, f"reading {project}", project=project, not_found=missing
+            ) from err
+        self._projects[project] = proj
+        return _policy(proj.attributes)
 
     async def find(
         self, project: str, ref: str, variables: Mapping[str, str], since: datetime
@@ -126,7 +176,7 @@ class GitLabPipelines:
                 "pipelines up needs an API token (gitlab.token), and only a trigger token is set"
             )
         proj = await self._project(project)
-        after = since.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        after = _stamp(since)
         what = f"looking up pipelines of {project} at {ref!r}"
         wanted = dict(variables)
         try:
@@ -159,12 +209,49 @@ class GitLabPipelines:
         what = f"reading pipeline {pipeline_id} of {project}"
         try:
             pipeline = await self._call(lambda: proj.pipelines.get(pipeline_id, **self._opts))
-            jobs = await self._call(lambda: pipeline.jobs.list(get_all=True, **self._opts))
         except _FAILURES as err:
             missing = f"GitLab pipeline {pipeline_id} not found in {project}"
             raise self._error(err, what, project=project, not_found=missing) from err
+        return _status(pipeline, await self.jobs(project, pipeline_id))
+
+    async def jobs(self, project: str, pipeline_id: int) -> tuple[PipelineJob, ...]:
+        """``GET /projects/:id/pipelines/:pipeline_id/jobs``, all pages, in stage order."""
+        proj = await self._project(project)
+        pipeline = proj.pipelines.get(pipeline_id, lazy=True)
+        try:
+            jobs = await self._call(lambda: pipeline.jobs.list(get_all=True, **self._opts))
+        except _FAILURES as err:
+            what = f"reading the jobs of pipeline {pipeline_id} of {project}"
+            missing = f"GitLab pipeline {pipeline_id} not found in {project}"
+            raise self._error(err, what, project=project, not_found=missing) from err
         ordered = sorted((j.attributes for j in jobs), key=lambda a: int(a["id"]))
-        return _status(pipeline, tuple(_job(a) for a in ordered))
+        return tuple(_job(a) for a in ordered)
+
+    async def updated(
+        self, project: str, after: datetime | None, limit: int
+    ) -> list[PipelineStatus]:
+        """``GET /projects/:id/pipelines?updated_after=&order_by=updated_at&sort=asc``, page
+        by page until ``limit`` pipelines or the last page: one request per 100 pipelines."""
+        proj = await self._project(project)
+        filters: dict[str, Any] = {"order_by": "updated_at", "sort": "asc"}
+        if after is not None:
+            filters["updated_after"] = _stamp(after)
+        found: list[PipelineStatus] = []
+        page, per_page = 1, min(max(limit, 1), LIST_PAGE)
+        try:
+            while len(found) < limit:
+                options = {**filters, **self._opts, "page": page, "per_page": per_page}
+                listed = await self._call(
+                    functools.partial(proj.pipelines.list, get_all=False, **options)
+                )
+                known = {s.id for s in found}
+                found += [s for s in (_status(p, ()) for p in listed) if s.id not in known]
+                if len(listed) < per_page:
+                    break
+                page += 1
+        except _FAILURES as err:
+            raise self._error(err, f"listing pipelines of {project}", project=project) from err
+        return found[:limit]
 
     async def cancel(self, project: str, pipeline_id: int) -> None:
         proj = await self._project(project)
@@ -181,13 +268,19 @@ class GitLabPipelines:
         codes, carriage-return progress collapsed)."""
         proj = await self._project(project)
         job = proj.jobs.get(job_id, lazy=True)
+
+        def read() -> TailBuffer:  # a retry starts over with an empty buffer
+            kept = TailBuffer(lines)
+            job.trace(streamed=True, action=kept.feed, chunk_size=TRACE_CHUNK, **self._opts)
+            return kept
+
         try:
-            trace = await self._call(lambda: job.trace(**self._opts))
+            kept = await self._call(read)
         except _FAILURES as err:
             what = f"reading the log of job {job_id} of {project}"
             missing = f"GitLab job {job_id} not found in {project}"
             raise self._error(err, what, project=project, not_found=missing) from err
-        return tail(trace.decode("utf-8", errors="replace"), lines)
+        return tail(kept.text(), lines)
 
     async def job_artifact(self, project: str, job_id: int, path: str) -> bytes | None:
         """One file from the job's artifacts; None when the job or the file is not there."""
@@ -322,16 +415,6 @@ def transient(err: BaseException, *, idempotent: bool = True) -> bool:
     return False
 
 
-def tail(text: str, lines: int) -> str:
-    """The last ``lines`` lines of a CI log, without ANSI codes; ``a\\rb`` shows as ``b``."""
-    if lines <= 0:
-        return ""
-    shown = [_ANSI.sub("", line.rstrip("\r")).rsplit("\r", 1)[-1] for line in text.split("\n")]
-    if shown and shown[-1] == "":
-        shown.pop()
-    return "\n".join(shown[-lines:])
-
-
 def _translate(
     err: Exception, what: str, *, project: str, not_found: str | None, trigger: bool
 ) -> BotError:
@@ -390,7 +473,21 @@ def _status(pipeline: ProjectPipeline, jobs: tuple[PipelineJob, ...]) -> Pipelin
         sha=str(a["sha"]),
         web_url=str(a["web_url"]),
         jobs=jobs,
+        updated_at=_when(a.get("updated_at")),
     )
+
+
+def _stamp(at: datetime) -> str:
+    """ISO 8601 in UTC with milliseconds, as GitLab writes its own timestamps."""
+    utc = at.astimezone(UTC)
+    return utc.strftime("%Y-%m-%dT%H:%M:%S.") + f"{utc.microsecond // 1000:03d}Z"
+
+
+def _when(raw: Any) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(raw).replace("Z", "+00:00")) if raw else None
+    except ValueError:
+        return None
 
 
 def _job(a: Mapping[str, Any]) -> PipelineJob:
@@ -400,6 +497,24 @@ def _job(a: Mapping[str, Any]) -> PipelineJob:
         stage=str(a["stage"]),
         status=str(a["status"]),
         web_url=a.get("web_url"),
+    )
+
+
+def _policy(a: Mapping[str, Any]) -> VariablesPolicy:
+    """From a project's JSON: the settings (absent below Maintainer) and the token's role,
+    the higher of its project and group access."""
+    access = a.get("permissions") or {}
+    levels = [
+        int(grant.get("access_level") or 0)
+        for grant in (access.get("project_access"), access.get("group_access"))
+        if isinstance(grant, dict)
+    ]
+    readable = "restrict_user_defined_variables" in a
+    level = max(levels, default=0) or (40 if readable else None)  # reading it takes Maintainer
+    return VariablesPolicy(
+        restricted=bool(a["restrict_user_defined_variables"]) if readable else None,
+        minimum_role=a.get("ci_pipeline_variables_minimum_override_role"),
+        access_level=level,
     )
 
 

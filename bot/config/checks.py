@@ -6,6 +6,7 @@ from __future__ import annotations
 import fnmatch
 import json
 import re
+from dataclasses import dataclass
 
 from bot.config.models import EnvironmentConfig, ModelConfig
 from bot.config.settings import Settings
@@ -143,3 +144,64 @@ def within(pattern: str, allowed: list[str]) -> bool:
     if pattern in allowed:
         return True
     return not GLOB.search(pattern) and any(fnmatch.fnmatchcase(pattern, p) for p in allowed)
+
+
+# ---- GitLab's pipeline-variable restriction (check-config reads it through the API) ---------
+
+VARIABLE_ROLE_LEVELS = {"developer": 30, "maintainer": 40, "owner": 50}
+"""``ci_pipeline_variables_minimum_override_role`` -> GitLab access level (``no_one_allowed``:
+nobody). Reading the setting through the API needs Maintainer (40)."""
+ROLE_NAMES = {10: "Guest", 20: "Reporter", 30: "Developer", 40: "Maintainer", 50: "Owner"}
+VARIABLES_SETTING = "ci_pipeline_variables_minimum_override_role"
+VARIABLES_WHERE = "Settings > CI/CD > Variables > Minimum role to use pipeline variables"
+
+
+@dataclass(frozen=True)
+class VariablesPolicy:
+    """A project's pipeline-variable settings as the bot's token sees them; None where the
+    token may not read them (below Maintainer) or has no role (trigger tokens only)."""
+
+    restricted: bool | None
+    minimum_role: str | None
+    access_level: int | None
+
+
+def role_name(level: int | None) -> str:
+    return ROLE_NAMES.get(level or 0, f"access level {level}") if level else "no role"
+
+
+def pipeline_variables_issue(project: str, policy: VariablesPolicy, *, trigger: bool) -> str | None:
+    """Why GitLab would refuse ``/train``'s MLOPS_* and HP_* pipeline variables in
+    ``project``, and what to change; None when it would take them (or the setting is unread)."""
+    if not policy.restricted or policy.minimum_role is None:
+        return None
+    who = "the trigger token's owner" if trigger else "the bot's token user"
+    level = None if trigger else policy.access_level
+    needed = VARIABLE_ROLE_LEVELS.get(policy.minimum_role)
+    if needed is not None and level is not None and level >= needed:
+        return None
+    setting = f"{VARIABLES_SETTING}: {policy.minimum_role}; {VARIABLES_WHERE}"
+    if needed is None:
+        refuses = f"GitLab project {project} refuses all pipeline variables ({setting})"
+    else:
+        refuses = (
+            f"GitLab project {project} lets only {role_name(needed)}s and up set pipeline "
+            f"variables ({setting})"
+        )
+    sends = "/train sends MLOPS_* and HP_* variables"
+    if trigger:
+        return f"{refuses}; {sends} with the trigger token, so {who} needs that role"
+    fit = suggested_role(level)
+    change = f"set it to {fit} (the bot's role) or lower" if fit else "set it to developer"
+    if needed is None:
+        return f"{refuses} and {sends}: an Owner of {project} must {change}"
+    return (
+        f"{refuses} and {who} is {role_name(level)}: give it the {role_name(needed)} role "
+        f"in {project}, or {change}"
+    )
+
+
+def suggested_role(level: int | None) -> str | None:
+    """The highest setting that still lets a member of ``level`` set variables."""
+    fitting = [r for r, needed in VARIABLE_ROLE_LEVELS.items() if level and level >= needed]
+    return fitting[-1] if fitting else None

@@ -177,3 +177,18 @@ async def test_a_restart_resumes_active_runs_on_the_same_card(
     sandbox.gitlab.complete(FRAUD, pipeline.id)
     await run_state(sandbox, 1, RunState.SUCCEEDED)
     assert "gate passed" in card_text(sandbox)  # one card: the restarted bot edited it
+
+
+async def test_a_project_refusing_variables_is_explained_not_echoed(
+    console: Console, sandbox: Sandbox
+) -> None:
+    """GitLab.com's default for new namespaces: no pipeline variables for anyone."""
+    sandbox.gitlab.restrict_variables(FRAUD, "no_one_allowed")
+    await console.execute("/train fraud lr=0.01")
+    reply = replies_to(sandbox, "U0ALICE")[-1]
+    assert "ci_pipeline_variables_minimum_override_role: no_one_allowed" in reply
+    assert "set it to maintainer" in reply and "Insufficient permissions" not in reply
+    assert sandbox.gitlab.pipelines(FRAUD) == []
+    await run_state(sandbox, 1, RunState.FAILED)
+    run = await sandbox.bot.store.runs.get(1)
+    assert run is not None and "ci_pipeline_variables_minimum_override_role" in run.detail

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import secrets
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlencode
@@ -13,7 +13,21 @@ from aiohttp import web
 
 from bot.sandbox.gitlab import filters as pipeline_filters
 from bot.sandbox.gitlab import shapes
-from bot.sandbox.gitlab.state import ApiError, CiState, Pipeline, StandInProject, cancel, not_found
+from bot.sandbox.gitlab.state import (
+    DEVELOPER,
+    MAINTAINER,
+    ApiError,
+    CiState,
+    Pipeline,
+    StandInProject,
+    cancel,
+    not_found,
+)
+
+TRACE_CHUNK = 64 * 1024
+VARIABLES_REFUSED = "Insufficient permissions to set pipeline variables"
+"""Gitlab::Ci::Pipeline::Chain::Build::Associations' error when the caller's role is below the
+project's ``ci_pipeline_variables_minimum_override_role`` (or it is ``no_one_allowed``)."""
 
 
 @dataclass
@@ -44,9 +58,14 @@ class GitLabApi:
         read_only_tokens: Iterable[str],
         url: Callable[[], str],
         notify: Callable[[Pipeline], None],
+        levels: Mapping[str, int] | None = None,
     ) -> None:
         self.state = state
         self._tokens = list(tokens)
+        self.levels = {t: MAINTAINER for t in self._tokens} | dict(levels or {})
+        """Each token's user's access level in every project (Maintainer unless set)."""
+        self.trigger_owner_level = self.levels[self._tokens[0]] if self._tokens else MAINTAINER
+        """The access level of the user who owns the projects' trigger tokens."""
         self._read_only = list(read_only_tokens)
         self._url = url
         self._notify = notify
@@ -126,11 +145,18 @@ class GitLabApi:
     # -- endpoints -------------------------------------------------------------------------
 
     def _get_project(self, req: _Request) -> web.Response:
-        return web.json_response(shapes.project_json(self._project(req), self._url()))
+        """GET /projects/:id (ProjectWithAccess): CI/CD settings only for Maintainers and up."""
+        level = self.levels.get(req.token or "", 0)
+        body = shapes.project_json(self._project(req), self._url(), level)
+        return web.json_response(body)
 
     def _create_pipeline(self, req: _Request) -> web.Response:
         project = self._project(req, write=True)
+        level = self.levels.get(req.token or "", 0)
+        if level < DEVELOPER:  # authorize! :create_pipeline
+            raise ApiError(403, "403 Forbidden")
         variables = _variable_list(req.args.get("variables"))
+        _check_variables(project, variables, level)
         pipeline = self.state.create(
             project, _ref(req.args), source="api", variables=variables, inputs=_inputs(req.args)
         )
@@ -143,6 +169,7 @@ class GitLabApi:
         if not any(_same(token, t) for t in project.trigger_tokens):
             raise not_found()
         variables = _variable_map(req.args)
+        _check_variables(project, variables, self.trigger_owner_level)
         pipeline = self.state.create(
             project, _ref(req.args), source="trigger", variables=variables, inputs=_inputs(req.args)
         )
@@ -192,8 +219,11 @@ class GitLabApi:
         return web.json_response(shapes.job_json(pipeline, job, self._url()))
 
     def _job_trace(self, req: _Request) -> web.Response:
+        """The whole trace as text/plain, sent in chunks (a trace can be tens of MB)."""
         _, job = self.state.job(self._project(req), int(req.params["job"]))
-        return web.Response(text=job.log(), content_type="text/plain")
+        log = job.log()
+        data = log.encode() if isinstance(log, str) else log
+        return web.Response(body=_chunks(data), content_type="text/plain", charset="utf-8")
 
     def _job_artifact(self, req: _Request) -> web.Response:
         _, job = self.state.job(self._project(req), int(req.params["job"]))
@@ -248,10 +278,11 @@ class GitLabApi:
         return web.json_response(shapes.protected_branch_json(project, name))
 
     def _page(self, req: _Request, items: list[dict[str, Any]]) -> web.Response:
-        """GitLab's offset pagination: ``page``/``per_page``, X-* headers and a Link header."""
+        """GitLab's offset pagination: ``page``/``per_page``, X-* headers and a Link header; a
+        page past the last is an empty list, as Kaminari pages it."""
         per_page = min(max(_int(req.args.get("per_page"), 20), 1), 100)
         total_pages = max(1, -(-len(items) // per_page))
-        page = min(max(_int(req.args.get("page"), 1), 1), total_pages)
+        page = max(_int(req.args.get("page"), 1), 1)  # past the last page: an empty list
         headers = {
             "X-Page": str(page),
             "X-Per-Page": str(per_page),
@@ -285,6 +316,19 @@ async def read_body(request: web.Request) -> tuple[Any, dict[str, str] | None]:
             return None, None
     form = await request.post()
     return None, {key: value for key, value in form.items() if isinstance(value, str)}
+
+
+def _check_variables(project: StandInProject, variables: dict[str, str], level: int) -> None:
+    """GitLab refuses a pipeline with variables the caller's role may not set: 400 with
+    ``{"message": {"base": ["Insufficient permissions to set pipeline variables"]}}``."""
+    if variables and not project.variables_allowed(level):
+        raise ApiError(400, {"base": [VARIABLES_REFUSED]})
+
+
+async def _chunks(data: bytes) -> AsyncIterator[bytes]:
+    view = memoryview(data)
+    for start in range(0, len(view), TRACE_CHUNK):
+        yield bytes(view[start : start + TRACE_CHUNK])
 
 
 def _same(given: str, known: str) -> bool:

@@ -22,6 +22,8 @@ from bot.sandbox.gitlab.api import GitLabApi, read_body
 from bot.sandbox.gitlab.state import (
     ACTIVE,
     FINAL,
+    MAINTAINER,
+    VARIABLE_ROLES,
     CiState,
     JobPlan,
     Pipeline,
@@ -67,7 +69,10 @@ class GitLabStandIn:
         token: str,
         projects: Iterable[StandInProject],
         read_only_tokens: Iterable[str] = (),
+        access_level: int = MAINTAINER,
     ) -> None:
+        """``access_level`` is the role of the tokens' user in every project (and of the
+        trigger tokens' owner): 30 Developer, 40 Maintainer, 50 Owner."""
         self.state = CiState(projects)
         self.calls: list[RecordedCall] = []
         self.arrivals: list[tuple[str, str]] = []  # (method, raw path) as each request arrives
@@ -77,6 +82,7 @@ class GitLabStandIn:
             read_only_tokens=read_only_tokens,
             url=lambda: self.url,
             notify=self._notify,
+            levels={t: access_level for t in (token, *read_only_tokens)},
         )
         self._failures: list[_Failure] = []
         self._subscribers: list[Subscriber] = []
@@ -168,8 +174,22 @@ class GitLabStandIn:
         job = self.pipeline(project, pipeline_id).job(job_name)
         job.fails, job.trace = True, trace
 
-    def set_trace(self, project: str, pipeline_id: int, job_name: str, trace: str) -> None:
+    def set_trace(self, project: str, pipeline_id: int, job_name: str, trace: str | bytes) -> None:
         self.pipeline(project, pipeline_id).job(job_name).trace = trace
+
+    def restrict_variables(self, project: str, role: str, *, restrict: bool = True) -> None:
+        """Set the project's ``ci_pipeline_variables_minimum_override_role`` (no_one_allowed,
+        owner, maintainer, developer) and ``restrict_user_defined_variables``."""
+        if role not in VARIABLE_ROLES:
+            raise ValueError(f"role must be one of {', '.join(VARIABLE_ROLES)}, got {role!r}")
+        found = self.state.project(project)
+        found.ci_pipeline_variables_minimum_override_role = role
+        found.restrict_user_defined_variables = restrict
+
+    def set_access_level(self, level: int) -> None:
+        """The role of the stand-in's tokens' user (and trigger owner) in every project."""
+        self.api.levels = dict.fromkeys(self.api.levels, level)
+        self.api.trigger_owner_level = level
 
     def attach_artifact(
         self, project: str, pipeline_id: int, job_name: str, path: str, data: bytes

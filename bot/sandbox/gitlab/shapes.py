@@ -7,7 +7,7 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from bot.sandbox.gitlab.state import Job, Pipeline, StandInProject
+from bot.sandbox.gitlab.state import MAINTAINER, Job, Pipeline, StandInProject
 
 USER = {"id": 1, "username": "mlops-bot", "name": "mlops-bot", "state": "active", "locked": False}
 ICONS = {"success": "passed", "failed": "failed", "canceled": "canceled", "skipped": "skipped"}
@@ -28,7 +28,30 @@ def user_json(web: str) -> dict[str, Any]:
     return {**USER, "avatar_url": None, "web_url": f"{web}/{USER['username']}"}
 
 
-def project_json(project: StandInProject, web: str) -> dict[str, Any]:
+def project_json(project: StandInProject, web: str, level: int = 0) -> dict[str, Any]:
+    """API_Entities_ProjectWithAccess; the CI/CD settings are there for Maintainers and up
+    (``admin_project``), ``permissions`` for every member."""
+    body = _project_json(project, web)
+    body["permissions"] = {
+        "project_access": {"access_level": level, "notification_level": 3} if level else None,
+        "group_access": None,
+    }
+    if level >= MAINTAINER:
+        body.update(
+            ci_default_git_depth=20,
+            ci_forward_deployment_enabled=True,
+            ci_separated_caches=True,
+            restrict_user_defined_variables=project.restrict_user_defined_variables,
+            ci_pipeline_variables_minimum_override_role=(
+                project.ci_pipeline_variables_minimum_override_role
+            ),
+            build_timeout=3600,
+            auto_cancel_pending_pipelines="enabled",
+        )
+    return body
+
+
+def _project_json(project: StandInProject, web: str) -> dict[str, Any]:
     namespace, _, name = project.path.rpartition("/")
     url = f"{web}/{project.path}"
     return {

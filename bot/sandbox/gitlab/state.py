@@ -13,6 +13,10 @@ from typing import Any
 ACTIVE = frozenset({"created", "pending", "running"})
 FINAL = frozenset({"success", "failed", "canceled", "skipped"})
 RETRYABLE = frozenset({"failed", "canceled", "skipped"})
+GUEST, REPORTER, DEVELOPER, MAINTAINER, OWNER = 10, 20, 30, 40, 50
+ROLE_LEVELS = {"developer": DEVELOPER, "maintainer": MAINTAINER, "owner": OWNER}
+"""``ci_pipeline_variables_minimum_override_role`` -> access level; ``no_one_allowed`` has none."""
+VARIABLE_ROLES = ("no_one_allowed", *ROLE_LEVELS)
 
 
 class ApiError(Exception):
@@ -60,7 +64,10 @@ class StandInProject:
     """A private project; ``id`` 0 lets the stand-in number it. ``files`` are served at every
     commit, except where ``commit_files[sha]`` holds that commit's own version of a path.
     ``protected`` lists protected-branch names (wildcards as GitLab allows them); None means
-    GitLab's default for a new project: the default branch is protected."""
+    GitLab's default for a new project: the default branch is protected.
+    ``restrict_user_defined_variables`` and ``ci_pipeline_variables_minimum_override_role``
+    are GitLab's project settings for pipeline variables (self-managed defaults; GitLab.com's
+    new namespaces have ``True`` and ``no_one_allowed``)."""
 
     path: str
     id: int = 0
@@ -72,6 +79,8 @@ class StandInProject:
     files: dict[str, bytes] = field(default_factory=dict)
     commit_files: dict[str, dict[str, bytes]] = field(default_factory=dict)
     protected: list[str] | None = None
+    restrict_user_defined_variables: bool = False
+    ci_pipeline_variables_minimum_override_role: str = "developer"
 
     def __post_init__(self) -> None:
         self.branches.setdefault(
@@ -86,6 +95,14 @@ class StandInProject:
         if branch in rules:
             return branch
         return next((r for r in rules if "*" in r and fnmatch.fnmatchcase(branch, r)), None)
+
+    def variables_allowed(self, access_level: int) -> bool:
+        """ProjectCiCdSetting#override_pipeline_variables_allowed?: may a member with this
+        access level set pipeline variables?"""
+        if not self.restrict_user_defined_variables:
+            return True
+        needed = ROLE_LEVELS.get(self.ci_pipeline_variables_minimum_override_role)
+        return needed is not None and access_level >= needed
 
     def file(self, sha: str, path: str) -> bytes | None:
         """``path`` as it is at commit ``sha``."""
@@ -108,7 +125,7 @@ class Job:
     plan: JobPlan
     index: int
     status: str = "created"
-    trace: str | None = None
+    trace: str | bytes | None = None
     artifacts: dict[str, bytes] = field(default_factory=dict)
     fails: bool = False
     retried: bool = False
@@ -124,8 +141,8 @@ class Job:
     def stage(self) -> str:
         return self.plan.stage
 
-    def log(self) -> str:
-        """The explicit trace, else what a runner would have printed so far."""
+    def log(self) -> str | bytes:
+        """The explicit trace (bytes as set), else what a runner would have printed so far."""
         if self.trace is not None:
             return self.trace
         if self.plan.trace or self.status in ("created", "pending", "skipped"):
