@@ -9,12 +9,15 @@ from bot.views.replies import info_reply
 from handlers.deps import Deps
 
 
-async def dispatch(deps: Deps, actor: str, intent: i.AbCommand) -> Message:
+async def dispatch(
+    deps: Deps, actor: str, intent: i.AbCommand, request: str | None = None
+) -> Message:
+    """``request``: the Slack delivery's key; a replayed start or promote opens one deploy."""
     ab = deps.ab
     where = f"*{intent.model}/{intent.env}*"
     match intent.action:
         case i.AbAction.START:
-            e = await ab.start(actor, intent)
+            e = await ab.start(actor, intent, request)
             return info_reply(
                 f":test_tube: A/B #{e.id} on {where}: run #{e.run_b} goes to B ({e.b_env}) as "
                 f"deploy #{e.deploy_id}; once it is verified B gets {e.weight}% of the traffic. "
@@ -23,7 +26,7 @@ async def dispatch(deps: Deps, actor: str, intent: i.AbCommand) -> Message:
         case i.AbAction.SET:
             return info_reply(await ab.set(actor, intent))
         case i.AbAction.PROMOTE:
-            d = await ab.promote(actor, intent)
+            d = await ab.promote(actor, intent, request)
             return info_reply(
                 f":rocket: Promoting B on {where}: deploy #{d.id} ships `{d.image_tag}` to A "
                 f"({d.state}); all traffic returns to A once it is verified."

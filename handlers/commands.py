@@ -65,7 +65,9 @@ class SlashCommands:
     async def deploy(self, interaction: Interaction, text: str) -> Message | None:
         intent = parse_deploy(text, self.deps.catalog)
         note(interaction, "deploy", intent)
-        return await deploy_commands.dispatch(self.deps, interaction.actor, intent)
+        return await deploy_commands.dispatch(
+            self.deps, interaction.actor, intent, interaction.delivery
+        )
 
 
 def note(interaction: Interaction, command: str, intent: i.TrainIntent | i.DeployIntent) -> None:

@@ -79,6 +79,9 @@ class Deployment:
     ecs_before: str | None = None
     ecspresso_pgid: int | None = None
     ecspresso_fingerprint: str | None = None
+    request: str | None = None  # the Slack delivery that asked for it: a replay finds it
+    replied: bool = False  # that delivery's reply was sent (a replay does not send another)
+    attempt: int = 0  # how often a bot took it to run; writes while running carry this one
     approvers: tuple[str, ...] = ()
     rejecters: tuple[str, ...] = ()
 

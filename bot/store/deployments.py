@@ -17,6 +17,13 @@ from bot.store.schema import deployments as table
 from bot.store.schema import locks
 
 COUNT_CAP = 50_000  # a listing says "50000+" rather than count without end
+Fence = int | None
+"""The attempt a writer took the deploy with (its writes land only while it is the current
+one), or None for writes that need no fence."""
+
+
+def fenced(stmt: sa.Update, attempt: Fence) -> sa.Update:
+    return stmt if attempt is None else stmt.where(table.c.attempt == attempt)
 
 
 class Deployments:
@@ -24,27 +31,70 @@ class Deployments:
         self.db = db
 
     async def create(self, deployment: Deployment) -> Deployment:
-        async with self.db.write() as conn:
-            stmt = table.insert().values(values_of(deployment, table)).returning(table.c.id)
-            new_id = await conn.scalar(stmt)
+        """Store a new deploy; one whose ``request`` is already stored is not stored again:
+        the deploy that request recorded is returned instead."""
+        stmt = table.insert().values(values_of(deployment, table)).returning(table.c.id)
+        try:
+            async with self.db.write() as conn:
+                new_id = await conn.scalar(stmt)
+        except sa.exc.IntegrityError:
+            earlier = await self.by_request(deployment.request) if deployment.request else None
+            if earlier is None:
+                raise
+            return earlier
         found = await self.get(int(new_id or 0))
         assert found is not None
         return found
+
+    async def mark_replied(self, deploy_id: int) -> bool:
+        """True once: the first caller answers the command that asked for the deploy."""
+        stmt = table.update().where(table.c.id == deploy_id, sa.not_(table.c.replied))
+        async with self.db.write() as conn:
+            updated = (await conn.execute(stmt.values(replied=True).returning(table.c.id))).first()
+        return updated is not None
+
+    async def by_request(self, request: str) -> Deployment | None:
+        """The deploy the Slack delivery ``request`` recorded (a replayed command finds it)."""
+        found = await self.many(table.select().where(table.c.request == request).limit(1))
+        return found[0] if found else None
 
     async def get(self, deploy_id: int) -> Deployment | None:
         found = await self.many(table.select().where(table.c.id == deploy_id))
         return found[0] if found else None
 
     async def update(
-        self, deploy_id: int, *, only_if: Iterable[DeployState] | None = None, **changes: Any
+        self,
+        deploy_id: int,
+        *,
+        only_if: Iterable[DeployState] | None = None,
+        attempt: Fence = None,
+        **changes: Any,
     ) -> Deployment | None:
-        """Apply ``changes``; with ``only_if``, only from one of those states (None otherwise:
-        the transition already happened elsewhere)."""
+        """Apply ``changes``; with ``only_if``, only from one of those states, with ``attempt``
+        only while the deploy is still taken by that attempt (None otherwise: the transition
+        already happened elsewhere, or another bot has taken the deploy since)."""
         stmt = table.update().where(table.c.id == deploy_id).values(checked(changes, table))
+        stmt = fenced(stmt, attempt)
         if only_if is not None:
             stmt = stmt.where(table.c.state.in_([str(s) for s in only_if]))
         async with self.db.write() as conn:
             updated = (await conn.execute(stmt.returning(table.c.id))).first()
+        return await self.get(deploy_id) if updated else None
+
+    async def take(
+        self, deploy_id: int, *, only_if: Iterable[DeployState], attempt: int, **changes: Any
+    ) -> Deployment | None:
+        """A bot takes the deploy to run it (or to resume it): compare-and-set from one of
+        ``only_if`` and the ``attempt`` it read, to the next attempt; None when another got it
+        first. Later writes by earlier attempts are refused."""
+        values = checked(changes, table) | {"attempt": table.c.attempt + 1}
+        stmt = table.update().where(
+            table.c.id == deploy_id,
+            table.c.state.in_([str(s) for s in only_if]),
+            table.c.attempt == attempt,
+        )
+        async with self.db.write() as conn:
+            updated = (await conn.execute(stmt.values(values).returning(table.c.id))).first()
         return await self.get(deploy_id) if updated else None
 
     async def finish(
@@ -53,6 +103,7 @@ class Deployments:
         *,
         only_if: Iterable[DeployState],
         holder: str,
+        attempt: Fence = None,
         **changes: Any,
     ) -> Deployment | None:
         """A final state and the release of the lock ``holder`` holds on the deploy's
@@ -60,16 +111,12 @@ class Deployments:
         no ecspresso process group is recorded for the deploy (one that may still run keeps
         the lock held). None when the transition did not happen."""
         values = checked(changes, table) | {"step": None}
-        stmt = (
-            table.update()
-            .where(
-                table.c.id == deploy_id,
-                table.c.state.in_([str(s) for s in only_if]),
-                table.c.ecspresso_pgid.is_(None),
-            )
-            .values(values)
-            .returning(table.c.model, table.c.env)
+        stmt = fenced(table.update(), attempt).where(
+            table.c.id == deploy_id,
+            table.c.state.in_([str(s) for s in only_if]),
+            table.c.ecspresso_pgid.is_(None),
         )
+        stmt = stmt.values(values).returning(table.c.model, table.c.env)
         async with self.db.write() as conn:
             updated = (await conn.execute(stmt)).first()
             if updated is not None:
@@ -83,27 +130,37 @@ class Deployments:
         return await self.get(deploy_id) if updated else None
 
     async def enter(
-        self, deploy_id: int, step: str, *, ecspresso_run: bool = False, **changes: Any
+        self,
+        deploy_id: int,
+        step: str,
+        *,
+        attempt: Fence = None,
+        ecspresso_run: bool = False,
+        **changes: Any,
     ) -> Deployment | None:
         """A running deploy enters ``step`` (counting an ecspresso deploy it is about to
-        start); None when it is not running any more."""
+        start); None when it is not running any more (or no longer taken by ``attempt``)."""
         values = checked(changes, table) | {"step": step}
         if ecspresso_run:
             values["ecspresso_runs"] = table.c.ecspresso_runs + 1
         stmt = table.update().where(
             table.c.id == deploy_id, table.c.state == str(DeployState.RUNNING)
         )
+        stmt = fenced(stmt, attempt)
         async with self.db.write() as conn:
             updated = (await conn.execute(stmt.values(values).returning(table.c.id))).first()
         return await self.get(deploy_id) if updated else None
 
     async def record_process(self, deploy_id: int, pgid: int, fingerprint: str) -> None:
-        """The process group of the ecspresso now running for the deploy."""
+        """The process group of the ecspresso now running for the deploy (not fenced: a
+        group that runs is recorded whoever started it, so that it is ended)."""
         await self.update(deploy_id, ecspresso_pgid=pgid, ecspresso_fingerprint=fingerprint)
 
-    async def clear_process(self, deploy_id: int) -> None:
-        """The deploy's ecspresso process group has ended."""
-        await self.update(deploy_id, ecspresso_pgid=None, ecspresso_fingerprint=None)
+    async def clear_process(self, deploy_id: int, *, attempt: Fence = None) -> None:
+        """The deploy's ecspresso process group has ended (as seen by ``attempt``)."""
+        await self.update(
+            deploy_id, attempt=attempt, ecspresso_pgid=None, ecspresso_fingerprint=None
+        )
 
     async def with_process(self) -> list[Deployment]:
         """Deploys (in any state) with an ecspresso process group recorded."""

@@ -1,8 +1,10 @@
 """A deploy's progress in the store (real SQLite and PostgreSQL, see conftest): the final state
-and the lock release commit together, never while an ecspresso process group is recorded."""
+and the lock release commit together, never while an ecspresso process group is recorded; a
+replayed request finds its deploy; a writer whose attempt was taken over writes nothing."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from bot.domain.deploys import Deployment, DeployState, Lock
@@ -108,3 +110,53 @@ async def test_a_step_is_entered_only_while_the_deploy_runs(store: Store) -> Non
     verifying = await store.deployments.enter(d.id, "verifying")
     assert verifying is not None and verifying.step == "verifying"
     assert verifying.ecspresso_runs == 2
+
+
+async def test_a_request_records_one_deploy_and_is_answered_once(store: Store) -> None:
+    first = await store.deployments.create(replace(a_deploy(), request="trigger:1.2"))
+
+    again = await store.deployments.create(replace(a_deploy("stg"), request="trigger:1.2"))
+    other = await store.deployments.create(replace(a_deploy(), request="trigger:3.4"))
+
+    assert again.id == first.id and again.env == "prod"
+    assert other.id != first.id
+    assert await store.deployments.by_request("trigger:1.2") == first
+    assert await store.deployments.by_request("trigger:9.9") is None
+    assert [await store.deployments.mark_replied(first.id) for _ in range(2)] == [True, False]
+    assert await store.deployments.mark_replied(other.id)
+
+
+async def test_a_writer_whose_deploy_was_taken_over_writes_nothing(store: Store) -> None:
+    queued = await store.deployments.create(a_deploy(state=DeployState.QUEUED))
+    mine = await store.deployments.take(
+        queued.id, only_if=[DeployState.QUEUED], attempt=0, state=DeployState.RUNNING
+    )
+    assert mine is not None and mine.attempt == 1
+    assert await store.deployments.take(queued.id, only_if=[DeployState.QUEUED], attempt=0) is None
+    await store.acquire_lock(lock_for(mine))
+
+    resumed = await store.deployments.take(mine.id, only_if=[DeployState.RUNNING], attempt=1)
+
+    assert resumed is not None and resumed.attempt == 2
+    stale = dict(attempt=mine.attempt)
+    assert await store.deployments.enter(mine.id, "verifying", **stale) is None
+    assert await store.deployments.update(mine.id, detail="stale", **stale) is None
+    failed = await store.deployments.finish(
+        mine.id,
+        only_if=[DeployState.RUNNING],
+        holder=f"deploy #{mine.id}",
+        state=DeployState.FAILED,
+        **stale,
+    )
+    assert failed is None
+    held = await store.get_lock("fraud", "prod")
+    assert held is not None and held.holder == f"deploy #{mine.id}"
+    done = await store.deployments.finish(
+        mine.id,
+        only_if=[DeployState.RUNNING],
+        holder=f"deploy #{mine.id}",
+        attempt=resumed.attempt,
+        state=DeployState.SUCCEEDED,
+    )
+    assert done is not None and done.state == DeployState.SUCCEEDED
+    assert await store.get_lock("fraud", "prod") is None

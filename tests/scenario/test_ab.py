@@ -23,6 +23,8 @@ from bot.ports import TrafficRoute
 from bot.sandbox.console import Console
 from bot.sandbox.fixtures.ab import put_metrics
 from bot.sandbox.runner import Sandbox, running_sandbox, sample_config
+from handlers import deploy_commands
+from handlers.parsing import parse_deploy
 from integrations.aws.alb import CloudWatchMetrics
 from tests.helpers import eventually
 from tests.moto_server import MotoServer
@@ -451,3 +453,26 @@ async def test_bad_requests_change_nothing(console: Console, sandbox: Sandbox) -
     assert await sandbox.bot.store.ab.active() == []
     assert [d.id for d in await sandbox.bot.store.deployments.history("fraud")] == [1]
     assert elbv2_weights(sandbox) == (100, 0) and ab_cards(sandbox) == []
+
+
+async def test_a_replayed_start_or_promote_opens_one_deploy(
+    console: Console, sandbox: Sandbox
+) -> None:
+    """A restart runs a recorded command again with its delivery's key: the experiment and
+    the deploy its first pass opened are found, not opened twice (issue 12)."""
+    await seeded(sandbox, console)
+    deps = sandbox.bot.deps
+    start = parse_deploy("fraud ab prod start run=1 weight=10", deps.catalog)
+    first = await deploy_commands.dispatch(deps, "U0ALICE", start, "delivery-start")
+    again = await deploy_commands.dispatch(deps, "U0ALICE", start, "delivery-start")
+    assert first == again and first is not None and "as deploy #2" in str(first)
+    await approve(console, "bob", "carol")
+    await experiment(sandbox, AbState.RUNNING, 10)
+
+    promote = parse_deploy("fraud ab prod promote", deps.catalog)
+    shipped = await deploy_commands.dispatch(deps, "U0ALICE", promote, "delivery-promote")
+    replayed = await deploy_commands.dispatch(deps, "U0ALICE", promote, "delivery-promote")
+    assert shipped == replayed and "deploy #3 ships" in str(shipped)
+    prod = await sandbox.bot.store.deployments.history("fraud", "prod", limit=10)
+    assert [d.id for d in prod] == [3]
+    assert len(await sandbox.bot.store.ab.active("fraud", "prod")) == 1

@@ -10,8 +10,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
 from bot.domain.deploys import DeployState
 from bot.domain.runs import RunState
 from bot.reconciler import card_metadata
@@ -84,14 +82,6 @@ async def test_a_run_card_ends_final_after_slack_hung(console: Console, sandbox:
     assert cards_of(sandbox, "run:1") == 1
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason=(
-        "known race (issue 12): the stopping bot ends ecspresso's group, and its cancelled deploy "
-        "task can still record 'ecspresso failed (exited with -15)' after the restarted bot has "
-        "resumed the deploy; about one run in three"
-    ),
-)
 async def test_a_post_lost_in_a_restart_is_found_not_repeated(
     console: Console, sandbox: Sandbox
 ) -> None:

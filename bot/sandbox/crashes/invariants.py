@@ -121,8 +121,9 @@ def replies_per_command(side: SlackSide) -> list[str]:
     return found
 
 
-# Exit 120: Python ran to its end but could not flush its output (the bot that read it died).
-RAN_TO_END = (0, 120)
+# Only exit 0 is a deploy that ran to its end. An orphan whose bot died (its output pipe gone)
+# dies of SIGPIPE on its next log line, as ecspresso does (141 from the logging wrapper).
+RAN_TO_END = (0,)
 
 
 def ecspresso_deploys(

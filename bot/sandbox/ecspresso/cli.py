@@ -6,7 +6,9 @@ against reference/ecspresso/cli.json by tests/contracts) and plays ``deploy``, `
 ``diff``, ``revisions``, ``render`` and ``version`` with ecspresso's exit codes and output:
 log lines on stderr (``2025/01/01 12:00:00 fraud-api/ml-stg Starting deploy``), data on
 stdout, ``[ERROR] FAILED. ...`` and exit 1 on failure, ``[WARNING] Interrupted`` and exit 1 on
-SIGTERM/SIGINT, a Go panic and exit 2 on an unset ``must_env``. AWS endpoint, region and
+SIGTERM/SIGINT, a Go panic and exit 2 on an unset ``must_env``. Like any Go program that does
+not trap SIGPIPE (ecspresso traps only SIGINT and SIGTERM, cmd/ecspresso/unix.go), a write to
+a stdout or stderr whose reader is gone kills it with SIGPIPE. AWS endpoint, region and
 credentials come from the usual AWS_* variables.
 
 Failure injection, per invocation, from MLOPS_ECSPRESSO_STANDIN_MODE (or the first line of
@@ -404,6 +406,7 @@ def run(argv: list[str]) -> int:
         return 0
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, _interrupt)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # Go's default for fds 1 and 2
     try:
         execute(opts, started)
     except Interrupted:

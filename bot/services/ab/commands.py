@@ -70,9 +70,12 @@ class AbExperiments:
             raise Conflict(f"deploys are frozen by {user(freeze.holder)}: {freeze.reason}.")
         return ab
 
-    async def start(self, actor: str, intent: AbCommand) -> Experiment:
-        """Deploy the run's image to B; the weight follows once that deploy succeeded."""
+    async def start(self, actor: str, intent: AbCommand, request: str | None = None) -> Experiment:
+        """Deploy the run's image to B; the weight follows once that deploy succeeded.
+        ``request`` (the Slack delivery's key): a replayed start finds what its first pass began."""
         ab = await self.may_change(actor, intent)
+        if (earlier := await self.begun_by(request, intent)) is not None:
+            return earlier[0]
         weight = ab.default_weight if intent.weight is None else intent.weight
         check_share(weight)
         running = await self.store.ab.active(intent.model, intent.env)
@@ -81,7 +84,8 @@ class AbExperiments:
                 f"{intent.model}/{intent.env} already has A/B #{running[0].id} "
                 f"({running[0].state}); promote or abort it first."
             )
-        d = await self.deploys.request(actor, DeployStart(intent.model, ab.b_env, run=intent.run))
+        to_b = DeployStart(intent.model, ab.b_env, run=intent.run)
+        d = await self.deploys.request(actor, to_b, request)
         run_a, image_a = await self.serving(intent.model, intent.env)
         e = await self.store.ab.create(
             Experiment(
@@ -94,6 +98,20 @@ class AbExperiments:
         await self.weights.note(e, actor, "start", detail=detail)
         await self.show_with_weights(e)
         return e
+
+    async def begun_by(
+        self, request: str | None, intent: AbCommand
+    ) -> tuple[Experiment, Deployment] | None:
+        """The experiment and deploy a first pass of the same Slack delivery recorded, if any."""
+        if request is None:
+            return None
+        d = await self.store.deployments.by_request(request)
+        if d is None:
+            return None
+        for e in await self.store.ab.active(intent.model, intent.env):
+            if e.deploy_id == d.id:
+                return e, d
+        return None
 
     async def serving(self, model: str, env: str) -> tuple[int | None, str]:
         """What A runs: the run and image of its last good deploy, else what ECS says."""
@@ -123,14 +141,18 @@ class AbExperiments:
         e = await self.current(intent, AbState.RUNNING, AbState.PROMOTING)
         return await self.weights.request(e, intent.weight, actor)
 
-    async def promote(self, actor: str, intent: AbCommand) -> Deployment:
+    async def promote(
+        self, actor: str, intent: AbCommand, request: str | None = None
+    ) -> Deployment:
         """Deploy B's image to A (the ordinary flow); all traffic returns to A after it."""
         await self.may_change(actor, intent)
+        if (earlier := await self.begun_by(request, intent)) is not None:
+            return earlier[1]
         e = await self.current(intent, AbState.RUNNING)
         start = DeployStart(intent.model, intent.env, run=e.run_b, image=None)
         if e.run_b is None:
             start = DeployStart(intent.model, intent.env, image=e.image_b)
-        d = await self.deploys.request(actor, start)
+        d = await self.deploys.request(actor, start, request)
         moved = await self.store.ab.update(
             e.id, only_if=[AbState.RUNNING], state=AbState.PROMOTING, deploy_id=d.id
         )

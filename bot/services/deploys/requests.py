@@ -121,14 +121,21 @@ class Deploys:
         self.runner = runner
         self.clock = clock
         self.scrubber = scrubber or SecretScrubber(settings.secrets())
+        self.diffing: set[int] = set()  # deploys whose diff is being computed
+        runner.reopen = self.reopen  # queued deploys found at start resume from here
 
     def model(self, name: str) -> ModelConfig:
         return self.settings.models[name]
 
-    async def request(self, actor: str, intent: DeployStart) -> Deployment:
+    async def request(
+        self, actor: str, intent: DeployStart, request: str | None = None
+    ) -> Deployment:
         """Check everything, record the deploy, show its card (diff computing); then run it or
-        prompt for approval."""
+        prompt for approval. ``request`` (the Slack delivery's key) makes a replayed command
+        find the deploy its first pass recorded and finish opening it."""
         await self.access.check(actor, Action.DEPLOY_START, intent.model, intent.env)
+        if request is not None and (earlier := await self.store.deployments.by_request(request)):
+            return await self.reopen(earlier)
         if intent.force_reason:
             await self.access.check(actor, Action.OVERRIDE, None)
         candidate = await self.candidate(intent.model, intent.run, intent.image)
@@ -152,8 +159,14 @@ class Deploys:
                 ref=candidate.run.ref if candidate.run else None,
                 force_reason=intent.force_reason,
                 diff=diffs.COMPUTING if differs else None,
+                request=request,
             )
         )
+
+    async def first_reply(self, d: Deployment) -> bool:
+        """Whether the command that opened ``d`` is still to be answered (True once per deploy
+        a Slack delivery asked for: its replay after a restart does not answer twice)."""
+        return d.request is None or await self.store.deployments.mark_replied(d.id)
 
     def diff_enabled(self, model: str, env: str) -> bool:
         return (
@@ -168,38 +181,50 @@ class Deploys:
             draft = replace(draft, state=DeployState.AWAITING_APPROVAL, expires_at=expires)
         d = await self.store.deployments.create(draft)
         crash_point("deploy.recorded", d.id)
+        return await self.reopen(d)
+
+    async def reopen(self, d: Deployment) -> Deployment:
+        """What follows the deploy's recording, also after a restart cut it short (a replayed
+        command, the runner's start): its card, then its diff, then its start when it needs
+        no approval. Each happens once however often this is called (the card is an outbox
+        entry, one diff task per deploy at a time, the start a compare-and-set)."""
         await self.cards.show(d)
-        if d.diff == diffs.COMPUTING:
+        if d.diff == diffs.COMPUTING and not d.state.finished and d.id not in self.diffing:
+            self.diffing.add(d.id)
             task = asyncio.create_task(self.diff_card(d), name=f"diff-{d.id}")
-            self.runner.tasks.add(task)
-            task.add_done_callback(self.runner.tasks.discard)
-        elif d.state == DeployState.QUEUED:
+            self.runner.track(task)
+        elif d.state == DeployState.QUEUED and d.id not in self.diffing:
             self.runner.start(d)
         return d
 
     async def diff_card(self, d: Deployment) -> None:
         """Compute the diff, put its summary (or why it failed) on the card, and then start a
-        deploy that needs no approval (so the diff shows what the deploy is about to change)."""
+        deploy that needs no approval (so the diff shows what the deploy is about to change).
+        Cancelled (the bot stops), it starts nothing: the next start computes it again."""
         try:
-            try:
-                raw: str | None = await self.raw_diff(d)
-            except BotError as exc:
-                shown = diffs.UNAVAILABLE + self.scrubber.scrub(str(exc))
-                raw = None
-            else:
-                shown = diffs.summary(raw or "")
-            fresh = await self.store.deployments.update(d.id, diff=shown)
-            if fresh is not None:
-                await self.cards.show(fresh)
-                full = self.model(d.model).environments[d.env].diff == "full"
-                if raw and raw.strip() and full:
-                    await self.cards.thread(fresh, full_diff_message(self.scrubbed(d, raw)))
+            await self.show_diff(d)
         except Exception:
             log.exception("deploy_diff_crashed", deploy=d.id)
         finally:
-            current = await self.store.deployments.get(d.id)
-            if current is not None and current.state == DeployState.QUEUED:
-                self.runner.start(current)
+            self.diffing.discard(d.id)
+        current = await self.store.deployments.get(d.id)
+        if current is not None and current.state == DeployState.QUEUED:
+            self.runner.start(current)
+
+    async def show_diff(self, d: Deployment) -> None:
+        try:
+            raw: str | None = await self.raw_diff(d)
+        except BotError as exc:
+            shown = diffs.UNAVAILABLE + self.scrubber.scrub(str(exc))
+            raw = None
+        else:
+            shown = diffs.summary(raw or "")
+        fresh = await self.store.deployments.update(d.id, diff=shown)
+        if fresh is not None:
+            await self.cards.show(fresh)
+            full = self.model(d.model).environments[d.env].diff == "full"
+            if raw and raw.strip() and full:
+                await self.cards.thread(fresh, full_diff_message(self.scrubbed(d, raw)))
 
     async def raw_diff(self, d: Deployment) -> str:
         """``ecspresso diff`` for ``d`` with the operator's config; BotError (logged) when it
@@ -380,10 +405,16 @@ class Deploys:
             text += "\n" + diff_excerpt(self.scrubbed(draft, raw).replace("```", "'''"))
         return text
 
-    async def rollback(self, actor: str, intent: DeployRollback) -> Deployment:
+    async def rollback(
+        self, actor: str, intent: DeployRollback, request: str | None = None
+    ) -> Deployment:
         """Back to the previous good deploy, or to deploy ``to``: its revision, skipping the
-        task definition registration."""
+        task definition registration. ``request``: as for ``request``."""
         await self.access.check(actor, Action.DEPLOY_ROLLBACK, intent.model, intent.env)
+        earlier = await self.store.deployments.by_request(request) if request else None
+        if earlier is not None:
+            await self.reopen(earlier)
+            return await self.announce_rollback(actor, earlier)
         target = await self.rollback_target(intent)
         d = await self.open(
             Deployment(
@@ -401,12 +432,17 @@ class Deploys:
                 ref=target.ref,
                 revision=target.revision,
                 target_deploy=target.id,
+                request=request,
             )
         )
+        return await self.announce_rollback(actor, d)
+
+    async def announce_rollback(self, actor: str, d: Deployment) -> Deployment:
+        """The channel's line about a rollback (posted once: the outbox keys it by its text)."""
         what = (
-            f"deploy #{target.id} (revision {target.revision})"
-            if target.digest
-            else f"revision {target.revision}, what ran before deploy #{target.id}"
+            f"deploy #{d.target_deploy} (revision {d.revision})"
+            if d.digest
+            else f"revision {d.revision}, what ran before deploy #{d.target_deploy}"
         )
         await self.cards.announce(
             d, f":rewind: {user(actor)} rolls {d.model}/{d.env} back to {what}."

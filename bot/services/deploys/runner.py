@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from enum import StrEnum
@@ -35,6 +35,7 @@ from bot.ports import (
 )
 from bot.services.deploys.cards import DeployCards
 from bot.services.deploys.configs import DeployConfigs, image_variables
+from bot.services.deploys.diffs import COMPUTING
 from bot.store import Store
 from bot.views.blocks import Message, escape, user
 from bot.views.deploys import output_message
@@ -162,18 +163,25 @@ class DeployRunner:
         self.aws_env = dict(aws_env)
         self.clock = clock
         self.tasks: set[asyncio.Task[Any]] = set()
+        # how a deploy recorded but not yet started resumes (its card, diff and start: set by
+        # the Deploys service); without it, a queued deploy found at start just starts
+        self.reopen: Callable[[Deployment], Coroutine[Any, Any, object]] | None = None
+        self.stopping = False  # set by drain: nothing starts, nothing is recorded as failed
 
     def env(self, d: Deployment) -> EnvironmentConfig:
         return self.settings.models[d.model].environments[d.env]
 
     def start(self, d: Deployment) -> None:
-        """Run the deploy in the background (the caller has already answered the user)."""
-        self.track(asyncio.create_task(self.execute(d.id), name=f"deploy-{d.id}"))
+        """Run the deploy in the background (the caller has already answered the user); not
+        while stopping: the deploy stays queued for the next start."""
+        if not self.stopping:
+            self.track(asyncio.create_task(self.execute(d), name=f"deploy-{d.id}"))
 
     async def drain(self, grace: float) -> None:
         """Wait up to ``grace`` for running deploys, then cancel the rest and await them: a
         cancelled deploy ends its ecspresso group and stays running (lock held) for the next
-        start to resume."""
+        start to resume. From here on, nothing starts."""
+        self.stopping = True
         if self.tasks:
             _, late = await asyncio.wait(set(self.tasks), timeout=grace)
             for task in late:
@@ -181,10 +189,11 @@ class DeployRunner:
             if late:
                 await asyncio.gather(*late, return_exceptions=True)
 
-    async def execute(self, deploy_id: int) -> None:
-        d = await self.store.deployments.update(
-            deploy_id,
+    async def execute(self, queued: Deployment) -> None:
+        d = await self.store.deployments.take(
+            queued.id,
             only_if=[DeployState.QUEUED],
+            attempt=queued.attempt,
             state=DeployState.RUNNING,
             started_at=self.clock(),
             step=str(Step.STARTING),
@@ -196,8 +205,9 @@ class DeployRunner:
         await self.guarded(d, self.first_run)
 
     async def guarded(self, d: Deployment, body: Callable[[Deployment], Awaitable[None]]) -> None:
-        """``body``, with any failure turned into the deploy's final state (cancellation is
-        not one: the deploy stays running for the next start)."""
+        """``body``, with any failure turned into the deploy's final state. Cancellation is
+        not one, nor is anything that happens once the bot is stopping (ecspresso ended by the
+        stop exits -15): the deploy stays running for the next start to resume."""
         try:
             await body(d)
         except Failed as failure:
@@ -207,6 +217,11 @@ class DeployRunner:
         except Exception as exc:
             log.exception("deploy_crashed", deploy=d.id)
             await self.fail(d, Failed(f"the bot failed: {type(exc).__name__}", touched=True))
+
+    def interrupted(self) -> bool:
+        """True once this bot is stopping or this task was asked to stop."""
+        task = asyncio.current_task()
+        return self.stopping or (task is not None and task.cancelling() > 0)
 
     async def first_run(self, d: Deployment) -> None:
         await self.take_lock(d, holder_of(d))
@@ -249,7 +264,10 @@ class DeployRunner:
         before = await self.current(d)
         if before is not None:
             await self.store.deployments.update(
-                d.id, previous_revision=before.revision, ecs_before=ecs_snapshot(before)
+                d.id,
+                attempt=d.attempt,
+                previous_revision=before.revision,
+                ecs_before=ecs_snapshot(before),
             )
         async with self.configs.checkout(d.model, d.env) as config:
             output = Output(self.cards, d)
@@ -267,7 +285,7 @@ class DeployRunner:
             if not result.ok:
                 reason = self.ecspresso_failure(result)
                 raise Failed(await self.after_failure(d, config, before, reason), touched=False)
-            await self.store.deployments.enter(d.id, str(Step.VERIFYING))
+            await self.store.deployments.enter(d.id, str(Step.VERIFYING), attempt=d.attempt)
             state, problem = await self.checked(d)
             if state is None:
                 raise Failed(await self.after_failure(d, config, before, problem), touched=False)
@@ -289,7 +307,7 @@ class DeployRunner:
         assert self.deployer is not None
         extra = {} if detail is None else {"detail": detail[:900]}
         entered = await self.store.deployments.enter(
-            d.id, str(step), ecspresso_run=step == Step.ECSPRESSO, **extra
+            d.id, str(step), attempt=d.attempt, ecspresso_run=step == Step.ECSPRESSO, **extra
         )
         if entered is None:
             raise Failed("the deploy is no longer running", touched=False)
@@ -307,7 +325,7 @@ class DeployRunner:
                 on_start=started,
             )
         finally:  # deploy() returns or raises only once the group has ended
-            await self.store.deployments.clear_process(d.id)
+            await self.store.deployments.clear_process(d.id, attempt=d.attempt)
 
     async def checked(self, d: Deployment) -> tuple[ServiceState | None, str]:
         """``verify`` as a value: the verified state, or None and why not."""
@@ -451,6 +469,7 @@ class DeployRunner:
             d.id,
             only_if=[DeployState.RUNNING],
             holder=holder_of(d),
+            attempt=d.attempt,
             state=DeployState.SUCCEEDED,
             revision=state.revision,
             digest=digest,
@@ -462,6 +481,11 @@ class DeployRunner:
             await self.cards.show(done)
 
     async def fail(self, d: Deployment, failure: Failed) -> None:
+        """Record the failure (after a rollback when ECS may have changed), unless this bot is
+        stopping or another attempt has taken the deploy since: then it is not this one's."""
+        if self.interrupted() or not await self.still_taken(d):
+            log.warning("deploy_left_to_resume", deploy=d.id, reason=str(failure)[:200])
+            return
         reason = str(failure)
         if failure.touched:
             reason = await self.recover_anew(d, reason)
@@ -469,6 +493,7 @@ class DeployRunner:
             d.id,
             only_if=[DeployState.RUNNING, DeployState.QUEUED],
             holder=holder_of(d),
+            attempt=d.attempt,
             state=DeployState.FAILED,
             finished_at=self.clock(),
             detail=reason[:900],
@@ -484,6 +509,10 @@ class DeployRunner:
                 f"{escape(reason)}"
             ),
         )
+
+    async def still_taken(self, d: Deployment) -> bool:
+        fresh = await self.store.deployments.get(d.id)
+        return fresh is not None and fresh.attempt == d.attempt and not fresh.state.finished
 
     async def recover_anew(self, d: Deployment, reason: str) -> str:
         """After a failure outside ``run`` (the bot crashed, or a reattached deploy did not
@@ -514,8 +543,12 @@ class DeployRunner:
                 self.track(asyncio.create_task(self.end_recorded(d), name=f"reap-{d.id}"))
         for d in await self.store.deployments.in_states(DeployState.RUNNING):
             self.track(asyncio.create_task(self.resume(d), name=f"reattach-{d.id}"))
-        for d in await self.store.deployments.in_states(DeployState.QUEUED):
-            self.start(d)
+        waiting = DeployState.QUEUED, DeployState.AWAITING_APPROVAL
+        for d in await self.store.deployments.in_states(*waiting):
+            if self.reopen is not None and (d.state == DeployState.QUEUED or d.diff == COMPUTING):
+                self.track(asyncio.create_task(self.reopen(d), name=f"reopen-{d.id}"))
+            elif d.state == DeployState.QUEUED:
+                self.start(d)
 
     def track(self, task: asyncio.Task[Any]) -> None:
         self.tasks.add(task)
@@ -531,11 +564,16 @@ class DeployRunner:
             log.error("deploy_ecspresso_still_running", deploy=d.id, pgid=group.pgid)
             return False
         log.warning("deploy_ecspresso_ended", deploy=d.id, pgid=group.pgid)
-        await self.store.deployments.clear_process(d.id)
+        await self.store.deployments.clear_process(d.id, attempt=d.attempt)
         return True
 
-    async def resume(self, d: Deployment) -> None:
-        if await self.end_recorded(d):
+    async def resume(self, found: Deployment) -> None:
+        """Take the running deploy (an earlier bot's writes are refused from here on), end
+        the ecspresso it left, and go on from where it was."""
+        d = await self.store.deployments.take(
+            found.id, only_if=[DeployState.RUNNING], attempt=found.attempt
+        )
+        if d is not None and await self.end_recorded(d):
             await self.guarded(d, self.resumed)
 
     async def resumed(self, d: Deployment) -> None:
