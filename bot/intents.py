@@ -94,6 +94,14 @@ class DeployHistory:
 
 
 @dataclass(frozen=True)
+class DeployHealth:
+    """SLOs, drift and accuracy as of the last monitoring check, and open incidents."""
+
+    model: str
+    env: str
+
+
+@dataclass(frozen=True)
 class DeployStatus:
     model: str
     env: str | None = None
@@ -146,6 +154,7 @@ DeployIntent = (
     | DeployRollback
     | DeployHistory
     | DeployStatus
+    | DeployHealth
     | LockEnv
     | UnlockEnv
     | Freeze

@@ -14,6 +14,7 @@ from bot.intents import DeployStart
 from bot.views.actions import ActionId, ChangeTarget, DeployTarget, EnvTarget, RunTarget
 from bot.views.blocks import Message
 from bot.views.replies import info_reply
+from handlers import incident_actions
 from handlers.deps import Deps
 from handlers.outcome import Interaction, Reply, acking, delivery_key, handle
 
@@ -29,6 +30,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
     app.action(str(ActionId.DEPLOY_RUN))(acking(clicks.on_deploy_run))
     app.action(str(ActionId.AB_APPROVE))(acking(clicks.on_ab_approve))
     app.action(str(ActionId.AB_REJECT))(acking(clicks.on_ab_reject))
+    incident_actions.register(app, deps, clicks.run, parse_value)
 
 
 def button_value(body: dict[str, Any]) -> str:
@@ -99,15 +101,19 @@ class Clicks:
         )
         return info_reply(said)
 
-    async def deploy_run(self, interaction: Interaction) -> Message:
+    async def deploy_run(self, interaction: Interaction) -> Message | None:
         """The run card's next step: deploy that run to the first environment."""
         target = parse_value(RunTarget, str(interaction.parameters["value"]))
         interaction.target, interaction.model = f"{target.model}/{target.env}", target.model
         if target.model not in self.deps.settings.models:
             raise UserInputError(f"{target.model} is no longer configured.")
         d = await self.deps.deploys.request(
-            interaction.actor, DeployStart(model=target.model, env=target.env, run=target.run)
+            interaction.actor,
+            DeployStart(model=target.model, env=target.env, run=target.run),
+            interaction.delivery,
         )
+        if not await self.deps.deploys.first_reply(d):
+            return None  # answered by the pass a restart cut short
         return info_reply(
             f":rocket: Deploy #{d.id} of run #{target.run} to *{d.env}* is {d.state}."
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bot import intents as i
+from bot.services.monitoring.commands import MonitoringCommands
 from bot.views import deploys as views
 from bot.views.blocks import Message, escape, user
 from bot.views.replies import info_reply
@@ -11,12 +12,17 @@ from handlers.deps import Deps
 from handlers.parsing import usage
 
 
-async def dispatch(deps: Deps, actor: str, intent: i.DeployIntent) -> Message:
+async def dispatch(
+    deps: Deps, actor: str, intent: i.DeployIntent, request: str | None = None
+) -> Message | None:
+    """``request``: the Slack delivery's key, so that a replayed /deploy opens nothing twice."""
     match intent:
         case i.Help():
             return info_reply(usage("deploy", intent.topic))
         case i.DeployStart():
-            d = await deps.deploys.request(actor, intent)
+            d = await deps.deploys.request(actor, intent, request)
+            if not await deps.deploys.first_reply(d):
+                return None  # answered by the pass a restart cut short
             waiting = " It waits for approval." if d.state.value == "awaiting approval" else ""
             return info_reply(
                 f":rocket: Deploy #{d.id}: *{d.model}* → *{d.env}* "
@@ -28,7 +34,9 @@ async def dispatch(deps: Deps, actor: str, intent: i.DeployIntent) -> Message:
                 + await deps.deploys.diff(actor, intent)
             )
         case i.DeployRollback():
-            d = await deps.deploys.rollback(actor, intent)
+            d = await deps.deploys.rollback(actor, intent, request)
+            if not await deps.deploys.first_reply(d):
+                return None
             return info_reply(
                 f":rewind: Rollback #{d.id} of *{d.model}/{d.env}* to revision "
                 f"{d.revision} is {d.state}."
@@ -42,7 +50,10 @@ async def dispatch(deps: Deps, actor: str, intent: i.DeployIntent) -> Message:
             frozen = f"by {user(freeze.holder)}: {escape(freeze.reason)}" if freeze else None
             return views.status_reply(model, reports, frozen)
         case i.AbCommand():
-            return await ab_commands.dispatch(deps, actor, intent)
+            return await ab_commands.dispatch(deps, actor, intent, request)
+        case i.DeployHealth(model=model, env=env):
+            monitoring = MonitoringCommands(deps.settings, deps.store, deps.access, deps.chat)
+            return await monitoring.health(actor, model, env)
     return await lock_commands(deps, actor, intent)
 
 

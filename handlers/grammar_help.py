@@ -50,6 +50,7 @@ _USAGE = {
             "• `/deploy <model> history <env> [more | page=<n>]` list past deploys, a page at a"
             " time",
             "• `/deploy <model> status [env]` show what runs where",
+            "• `/deploy <model> health <env>` SLOs, drift, accuracy and open incidents",
             '• `/deploy <model> lock <env> reason="..."` stop deploys to an environment',
             "• `/deploy <model> unlock <env>` allow deploys again",
             "• `/deploy <model> ab <env> start run=<id> [weight=<pct>]` start an A/B split",

@@ -15,6 +15,7 @@ from bot.intents import (
     AbAction,
     AbCommand,
     DeployDiff,
+    DeployHealth,
     DeployHistory,
     DeployIntent,
     DeployRollback,
@@ -248,6 +249,12 @@ def _deploy_history(
     return DeployHistory(model, env, page=page_of(args[1:], ctx))
 
 
+def _deploy_health(model: str, envs: Sequence[str], args: Sequence[str], ctx: Ctx) -> DeployHealth:
+    env = _env(model, envs, args, ctx)
+    no_more(args[1:], ctx)
+    return DeployHealth(model, env)
+
+
 def _deploy_status(model: str, envs: Sequence[str], args: Sequence[str], ctx: Ctx) -> DeployStatus:
     if not args:
         return DeployStatus(model)
@@ -295,6 +302,7 @@ _DEPLOY_SUBCOMMANDS: dict[str, Callable[[str, Sequence[str], Sequence[str], Ctx]
     "rollback": _deploy_rollback,
     "history": _deploy_history,
     "status": _deploy_status,
+    "health": _deploy_health,
     "lock": _lock,
     "unlock": _unlock,
     "ab": _ab,

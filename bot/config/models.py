@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Self
 
-from pydantic import Field
+from pydantic import BeforeValidator, Field, model_validator
 
 from bot.config.ab import AbConfig
 from bot.config.base import Strict
 from bot.config.deploy import DeployGates, ModelDeploy
+from bot.config.monitoring import MonitoringConfig
 from bot.config.training import TrainingConfig
 from bot.domain.access import Role
 
@@ -17,6 +18,14 @@ Subject = Annotated[str, Field(pattern=SUBJECT_PATTERN)]
 """A Slack user id (U..., W...) or a Slack user group id (S...)."""
 
 RoleBindings = dict[Role, list[Subject]]
+
+
+def _listed(value: object) -> object:
+    """``owners`` was once one user group: a single id still reads as a list of one."""
+    return [value] if isinstance(value, str) else ([] if value is None else value)
+
+
+Owners = Annotated[list[Subject], BeforeValidator(_listed)]
 
 
 class EnvironmentConfig(DeployGates):
@@ -30,8 +39,17 @@ class EnvironmentConfig(DeployGates):
 class ModelConfig(Strict):
     channel: str = Field(pattern=r"^(C[A-Z0-9]{2,}|#?[a-z0-9][a-z0-9_-]{0,79})$")
     gitlab_project: str | None = None
-    owners: str | None = Field(default=None, pattern=r"^S[A-Z0-9]{2,}$")
+    owners: Owners = Field(default_factory=list)
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     environments: dict[str, EnvironmentConfig] = Field(default_factory=dict)
     roles: RoleBindings = Field(default_factory=dict)
     deploy: ModelDeploy = Field(default_factory=ModelDeploy)
+    monitoring: MonitoringConfig | None = None
+
+    @model_validator(mode="after")
+    def monitors_known_environments(self) -> Self:
+        unknown = self.monitoring.unknown_environments(self.environments) if self.monitoring else []
+        if unknown:
+            known = ", ".join(self.environments) or "none"
+            raise ValueError(f"monitoring of unknown environments {unknown}; environments: {known}")
+        return self

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import tempfile
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -14,9 +15,11 @@ from typing import Any
 
 import aiohttp
 
+from bot.sandbox.fixtures.ab import MetricsLine
 from bot.sandbox.people import HOME_CHANNEL, PEOPLE, WEBHOOK_SECRET, Person, by_name
 from bot.sandbox.signing import signed_headers
 from bot.sandbox.slack import SlackStandIn
+from bot.sandbox.traffic import Traffic
 from bot.sandbox.transcript import Transcript, buttons_of
 from bot.sandbox.webhook_replay import ReplayError, replay
 
@@ -31,6 +34,9 @@ HELP = """console lines:
                              `lie`; see bot/sandbox/ecspresso/cli.py); `ecspresso ok` resets
   metrics MODEL ENV MODE     put ALB-like CloudWatch data for an A/B split: A healthy, B
                              `healthy`, `b-errors`, `b-slow` or `b-accuracy` (trips the guard)
+  traffic MODEL ENV WHAT     write prediction logs + labels into moto's S3: WHAT is
+                             `drift FEATURE +0.5sd`, `accuracy -0.1`, `slow 300ms` (ALB
+                             latency in CloudWatch) or `normal` (bot/sandbox/traffic.py)
   slack 429|500|hang|ok [METHOD]   make the Slack stand-in answer every call (or METHOD's)
                              with 429 + Retry-After, 500, or take effect and answer 30 s late;
                              `slack ok` ends it (the bot's cards catch up from its outbox)
@@ -61,6 +67,8 @@ class Console:
     control_file: Path | None = None
     busy: Callable[[], bool] = lambda: False
     metrics: Callable[[str], str] | None = None  # bot.sandbox.fixtures.ab.MetricsLine
+    traffic: Callable[[str], str] | None = None  # bot.sandbox.traffic.Traffic
+    files_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "mlops-bot-files")
     wait_timeout: float = WAIT_UNTIL_TIMEOUT
     changes: int = 0  # how many posts and edits this console has seen
     changed: dict[tuple[str, str], int] = field(default_factory=dict)  # message -> change no.
@@ -76,6 +84,8 @@ class Console:
         self.changes += 1
         self.changed[(message.channel, message.ts)] = self.changes
         self.transcript.write(message, kind)
+        for shared in getattr(message, "files", None) or []:
+            self.save_file(shared)
 
     def fresh(self, message: Any) -> bool:
         """Posted or edited since the previous console line began (so `wait until` never
@@ -111,6 +121,8 @@ class Console:
             self.put_metrics(rest.strip())
         elif word == "slack":
             self.slack_outage(rest.split())
+        elif word == "traffic":
+            self.steer_traffic(rest.strip())
         else:
             raise ConsoleError(f"unknown console line {word!r}; type `help`")
         return True
@@ -143,6 +155,27 @@ class Console:
             self.transcript.say(self.metrics(rest))
         except ValueError as exc:
             raise ConsoleError(str(exc)) from None
+
+    def steer_traffic(self, rest: str) -> None:
+        if self.traffic is None and isinstance(self.metrics, MetricsLine):
+            self.traffic = Traffic(self.metrics.settings, self.metrics.aws)
+        if self.traffic is None:
+            raise ConsoleError("this console has no S3 stand-in to write traffic into")
+        try:
+            self.transcript.say(self.traffic(rest))
+        except ValueError as exc:
+            raise ConsoleError(str(exc)) from None
+
+    def save_file(self, shared: dict[str, Any]) -> None:
+        """A file the bot shared: its bytes from the Slack stand-in, saved where it says."""
+        data = self.slack.files.data(str(shared.get("id")))
+        if data is None:
+            return
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        path = self.files_dir / f"{shared['id']}-{Path(str(shared.get('name'))).name}"
+        path.write_bytes(data)
+        title = shared.get("title") or shared.get("name")
+        self.transcript.say(f"  [file {title!r}: {len(data):,} bytes, saved to {path}]")
 
     def switch(self, name: str) -> None:
         person = by_name(name.strip())

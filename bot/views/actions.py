@@ -14,6 +14,9 @@ class ActionId(StrEnum):
     DEPLOY_RUN = "run.deploy"
     AB_APPROVE = "ab.approve"
     AB_REJECT = "ab.reject"
+    INCIDENT_ROLLBACK = "incident.rollback"
+    INCIDENT_ACKNOWLEDGE = "incident.acknowledge"
+    INCIDENT_SNOOZE = "incident.snooze"
 
 
 class EnvTarget(BaseModel):

@@ -29,6 +29,7 @@ from bot.domain.monitoring.records import (
     epoch,
 )
 from bot.domain.monitoring.reference import Reference
+from bot.domain.monitoring.scan import WindowScan
 from bot.domain.monitoring.window import WindowCounts
 from bot.errors import ExternalError, NotFound
 from integrations.aws.objects import CORRUPT, STREAM_ERRORS, ObjectLines
@@ -39,19 +40,6 @@ T = TypeVar("T")
 BATCH = 5000
 LATE = timedelta(minutes=20)  # Firehose buffers up to 15 minutes before it writes an object
 SKEW = timedelta(minutes=5)  # producers' clocks ahead of S3's
-
-
-@dataclass
-class WindowScan:
-    """What one read of a window found."""
-
-    counts: WindowCounts
-    joined: Joined = field(default_factory=Joined)
-    labels: LabelSample | None = None
-    objects: int = 0
-    records: int = 0  # in the window and well formed
-    outside: int = 0  # well formed, but another window's
-    skipped: Skipped = field(default_factory=Skipped)
 
 
 @dataclass

@@ -52,6 +52,7 @@ METHOD_SCOPES = {
     "conversations_replies": "channels:history",
     "conversations_history": "channels:history",
     "conversations_list": "channels:read",
+    "files_upload_v2": "files:write",
 }
 EVENT_SCOPES = {"reaction_added": "reactions:read", "reaction_removed": "reactions:read"}
 SLACK_CALL = re.compile(r"_client\.(\w+)\(")

@@ -1,9 +1,11 @@
-"""The sandbox's GitLab projects: a three-stage CI plan whose evaluate job leaves metrics.json."""
+"""The sandbox's GitLab projects: a three-stage CI plan whose evaluate job leaves metrics.json
+and reference.json (the traffic generator's training distribution, fixtures/samples.py)."""
 
 from __future__ import annotations
 
 import json
 
+from bot.sandbox.fixtures.samples import SAMPLE_MODELS, reference_json
 from bot.sandbox.gitlab.server import GitLabStandIn
 from bot.sandbox.gitlab.state import JobPlan, StandInProject
 
@@ -16,6 +18,8 @@ METRICS = {
 
 def plan(path: str) -> list[JobPlan]:
     report = json.dumps(METRICS[path]).encode()
+    model = path.rpartition("/")[2]
+    reference = {"reference.json": reference_json(model)} if model in SAMPLE_MODELS else {}
     return [
         JobPlan("prepare", "prepare", duration_s=0.5, trace="fetching dataset\nok\n"),
         JobPlan("train", "train", duration_s=1.0, trace="epoch 1/3\nepoch 2/3\nepoch 3/3\n"),
@@ -24,7 +28,7 @@ def plan(path: str) -> list[JobPlan]:
             "evaluate",
             duration_s=0.5,
             trace="scoring the fixed test set\n",
-            artifacts={"metrics.json": report},
+            artifacts={"metrics.json": report, **reference},
         ),
     ]
 

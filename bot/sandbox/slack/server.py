@@ -17,6 +17,7 @@ from bot.sandbox.slack.args import Handler, bearer_token, read_args
 from bot.sandbox.slack.chat import Chat
 from bot.sandbox.slack.conversations import Conversations
 from bot.sandbox.slack.directory import Directory
+from bot.sandbox.slack.files import Files
 from bot.sandbox.slack.reactions import Reactions
 from bot.sandbox.slack.response_url import ResponseUrls
 from bot.sandbox.slack.socket import SocketMode
@@ -95,6 +96,7 @@ class SlackStandIn:
         self._runner: web.AppRunner | None = None
         self._port = 0
         self._changed = Changes()
+        self.files = Files(self.workspace, self._emit, lambda: self.url)
         self._methods: dict[str, Handler] = {
             "api.test": lambda args: {"ok": True, "args": args},
             "auth.test": self._auth_test,
@@ -102,6 +104,7 @@ class SlackStandIn:
             **Directory(self.workspace).methods(),
             **Reactions(self.workspace).methods(),
             **Conversations(self.workspace).methods(),
+            **self.files.methods(),
             "apps.connections.open": lambda args: {"ok": True, "url": self.socket_url},
         }
 
@@ -111,6 +114,7 @@ class SlackStandIn:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._handle_api)
         app.router.add_post("/response/{token}", self._handle_response_url)
+        app.router.add_post("/upload/v1/{ticket}", self._handle_upload)
         app.router.add_get("/socket", self.socket_mode.handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -271,6 +275,17 @@ class SlackStandIn:
             return web.Response(status=400, text=code)
         self._record(RecordedCall("response_url", payload, 200, "ok"))
         return web.Response(text="ok")
+
+    async def _handle_upload(self, request: web.Request) -> web.Response:
+        """An upload URL from files.getUploadURLExternal; ``fail("upload")`` steers it too."""
+        failure = self._take_failure("upload")
+        if failure is not None:
+            status, body, headers = _failure_response(failure)
+            self._record(RecordedCall("upload", {}, status, body))
+            return web.json_response(body, status=status, headers=headers)
+        status, text = await self.files.upload(request.match_info["ticket"], request)
+        self._record(RecordedCall("upload", {"ticket": request.match_info["ticket"]}, status, text))
+        return web.Response(status=status, text=text)
 
     def _auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
         ws = self.workspace

@@ -54,6 +54,7 @@ class Message:
     response_type: str | None = None
     reactions: dict[str, list[str]] = field(default_factory=dict)
     metadata: dict[str, Any] | None = None
+    files: list[dict[str, Any]] | None = None  # shared by files.completeUploadExternal
 
     def to_json(
         self, team_id: str, bot_id: str | None = None, *, with_metadata: bool = False
@@ -75,6 +76,8 @@ class Message:
             body["thread_ts"] = self.thread_ts
         if with_metadata and self.metadata is not None:
             body["metadata"] = self.metadata
+        if self.files:
+            body["files"], body["upload"] = self.files, True
         if self.reactions:
             body["reactions"] = [
                 {"name": name, "users": users, "count": len(users)}
@@ -170,6 +173,7 @@ class Workspace:
         self.usergroups = {gid: list(members) for gid, members in usergroups.items()}
         self.handles = {gid: handles.get(gid, gid.lower()) for gid in usergroups}
         self.channels = dict(channels)
+        self.outside: set[str] = set()  # channels the bot is not a member of
         self.messages: list[Message] = []
         self.clock = Clock()
 

@@ -10,9 +10,11 @@ from bot.clock import Clock, utcnow
 from bot.config.settings import Settings
 from bot.config.training import Gate
 from bot.domain.accuracy import Champion, MetricsError, Verdict, judge, parse_metrics
-from bot.domain.runs import Run, RunState
+from bot.domain.runs import GAVE_UP_PENDING, Run, RunState, gave_up_pending, waiting_to_start
+from bot.errors import BotError
 from bot.ports import Cluster, JobUpdate, ObjectStore, PipelineJob, Pipelines, PipelineStatus
 from bot.services.cards import Cards
+from bot.services.monitoring.references import keep_reference
 from bot.store import Store
 from bot.store.runs import ACTIVE
 from bot.views.runs import log_tail, run_card
@@ -92,19 +94,52 @@ class RunProgress:
         return True
 
     async def job_changed(self, update: JobUpdate) -> None:
-        """A Kubernetes Job of the bot's moved (from the namespace's one watch)."""
+        """A Kubernetes Job of the bot's moved, or is still pending (from the namespace's one
+        watch, which reports pending jobs again now and then)."""
         raw = update.labels.get(RUN_LABEL, "")
         run = await self.store.runs.get(int(raw)) if raw.isdigit() else None
-        if run is None or run.state.finished:
+        if run is None:
+            return
+        if run.state.finished:
+            await self.reap(run, update)
             return
         if update.deleted:
             await self.finish(run, RunState.CANCELED, "the Job was deleted")
             return
         state = JOB_PHASES.get(update.phase, RunState.QUEUED)
-        stage = f"pod {update.pod}" if update.pod else None
+        if state == RunState.QUEUED and await self.give_up_pending(run, update):
+            return
+        stage = f"pod {update.pod}" if update.pod else run.stage
+        if (run.state, run.stage, run.detail) == (state, stage, update.reason):
+            return  # the same again (a resync): nothing to record or show
         await self.advance(run, state, stage=stage, detail=update.reason)
         if state.finished:
             await self.finish(run, state, update.reason, pod=update.pod)
+
+    async def give_up_pending(self, run: Run, update: JobUpdate) -> bool:
+        """Fail a run that waited longer than its model's pending timeout to start, with the
+        reason it waits, and delete its Job (and pods); True when it did."""
+        config = self.settings.models.get(run.model)
+        limit = config.training.kubernetes.pending_timeout_seconds if config else None
+        waited = waiting_to_start(run, self.clock())
+        if limit is None or waited is None or waited.total_seconds() <= limit:
+            return False
+        done = await self.finish(run, RunState.FAILED, gave_up_pending(limit, update.reason))
+        if done is not None:
+            log.info("run_pending_too_long", run=run.id, job=update.name, limit=limit)
+            await self.reap(done, update)
+        return True
+
+    async def reap(self, run: Run, update: JobUpdate) -> None:
+        """Delete the still-pending Job of a run failed for waiting too long (again after a
+        failed delete or a restart in between)."""
+        gave_up = run.state == RunState.FAILED and run.detail.startswith(GAVE_UP_PENDING)
+        if not gave_up or update.deleted or update.phase != "pending" or self.cluster is None:
+            return
+        try:
+            await self.cluster.delete_job(update.namespace, update.name)
+        except BotError as exc:
+            log.warning("pending_job_delete_failed", run=run.id, job=update.name, error=str(exc))
 
     async def advance(self, run: Run, state: RunState, **changes: str | None) -> None:
         """Record progress of an active run (never moves a finished run) and show it."""
@@ -146,6 +181,7 @@ class RunProgress:
         except MetricsError as exc:
             verdict = Verdict(passed=False, reasons=[str(exc)])
             return await self.store.runs.update(run.id, verdict=verdict.to_json()) or run
+        await keep_reference(self, run, pipeline)  # reference.json beside the metrics
         verdict = judge(report, await self.champion(run), self.gate(run))
         updated = await self.store.runs.update(
             run.id, metrics=report.metrics, test_set=report.test_set, verdict=verdict.to_json()

@@ -1,0 +1,1 @@
+"""Model monitoring: the reference profile kept with each run, the check loop, incidents."""
