@@ -18,6 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config.settings import Settings
 from bot.inflight import InFlight
+from bot.leadership import LeaderElector, Timing
 from bot.logs import SecretScrubber
 from bot.loop_lag import LoopLag
 from bot.metrics import Metrics
@@ -41,6 +42,7 @@ from bot.wiring import (
     build_ci,
     build_deploys,
     followers,
+    monitoring_loops,
     slack_client,
 )
 from bot.worker import Worker
@@ -53,6 +55,8 @@ from integrations.slack import SlackCards, SlackDirectory
 
 log = structlog.get_logger(__name__)
 SHUTDOWN_GRACE_SECONDS = 10.0
+# Loops that every replica runs (their claims make that safe); the leader runs the others.
+EVERY_REPLICA = frozenset({"slack-outbox"})
 
 
 @dataclass
@@ -71,7 +75,8 @@ class Bot:
     socket_handler: Any = None
     url: str = ""
     followers: list[tuple[str, Callable[[], Awaitable[None]]]] = field(default_factory=list)
-    supervisor: Supervisor = field(default_factory=Supervisor)
+    supervisor: Supervisor = field(default_factory=Supervisor)  # the leader's loops
+    everywhere: Supervisor = field(default_factory=Supervisor)  # loops of every replica
     backends: Backends | None = None
     deploy_runner: DeployRunner | None = None
     worker: Worker | None = None
@@ -79,6 +84,7 @@ class Bot:
     interactions: InteractionProcessor | None = None
     edge: SlackEdge | None = None
     lag: LoopLag | None = None  # the event-loop heartbeat (mlops_bot_event_loop_lag_*)
+    elector: LeaderElector | None = None  # runs the singleton loops while this replica leads
 
 
 async def build(settings: Settings, scrubber: SecretScrubber | None = None) -> Bot:
@@ -129,7 +135,8 @@ async def build(settings: Settings, scrubber: SecretScrubber | None = None) -> B
     commands.register(bolt, deps)
     actions.register(bolt, deps)
     reactions.register(bolt, deps)
-    processor = InteractionProcessor(store.interactions, bolt, metrics)
+    claim_lease = settings.store.claim_lease_seconds
+    processor = InteractionProcessor(store.interactions, bolt, metrics, claim_lease=claim_lease)
     secret = settings.slack.signing_secret
     edge = SlackEdge(
         store.interactions,
@@ -139,6 +146,7 @@ async def build(settings: Settings, scrubber: SecretScrubber | None = None) -> B
         signing_secret=secret.get_secret_value() if secret else None,
     )
     worker, ci_routes = build_ci(settings, store, notifier, backends.pipelines, progress, metrics)
+    worker.claim_lease = claim_lease
     slack_route = None if settings.slack.socket_mode else edge.http
     web_app = build_web_app(slack_route, store, metrics, extra=ci_routes)
     bot = Bot(settings, store, metrics, client, notifier, bolt, web_app, deps, worker=worker)
@@ -150,6 +158,7 @@ async def build(settings: Settings, scrubber: SecretScrubber | None = None) -> B
     if ab.guard is not None:
         bot.followers.append(("ab-guard", ab.guard.run))
         bot.ab_guard = ab.guard
+    bot.followers += monitoring_loops(settings, store, cards, parts.aws)
     bot.backends = backends
     bot.deploy_runner = parts.runner
     return bot
@@ -160,6 +169,10 @@ async def start(bot: Bot, *, host: str | None = None, port: int | None = None) -
     await bot.store.ensure_current()
     bot.lag = bot.lag or bot.metrics.lag_monitor()
     bot.lag.start()
+    if bot.store.db.engine.dialect.name == "sqlite":
+        # one replica: claims left in the store are a dead predecessor's, run them now
+        await bot.store.inbox.release_claims()
+        await bot.store.interactions.release_claims()
     if bot.worker is not None:
         bot.worker.start()
     if bot.interactions is not None:
@@ -175,9 +188,10 @@ async def start(bot: Bot, *, host: str | None = None, port: int | None = None) -
     bound = bot.runner.addresses[0]
     bot.url = f"http://{bound[0]}:{bound[1]}"
     for name, loop in bot.followers:
-        bot.supervisor.start(name, loop)
-    if bot.deploy_runner is not None:
-        await bot.deploy_runner.reattach()
+        if name in EVERY_REPLICA:
+            bot.everywhere.start(name, loop)
+    bot.elector = bot.elector or leader_elector(bot)
+    await bot.elector.start()
     if bot.settings.slack.socket_mode:
         await connect_socket_mode(bot)
     # Everything built so far lives as long as the process: keep it out of the collector's
@@ -185,6 +199,23 @@ async def start(bot: Bot, *, host: str | None = None, port: int | None = None) -
     gc.freeze()
     log.info("bot_started", url=bot.url, socket_mode=bot.settings.slack.socket_mode)
     return bot.url
+
+
+def leader_elector(bot: Bot) -> LeaderElector:
+    """The singleton loops and the deploys' resumption, run by whichever replica leads."""
+    settings = bot.settings.store
+    timing = Timing(lease=settings.leader_lease_seconds, renew=settings.leader_renew_seconds)
+    singletons = [(name, loop) for name, loop in bot.followers if name not in EVERY_REPLICA]
+    runner = bot.deploy_runner
+    return LeaderElector(
+        bot.store.leases,
+        singletons,
+        timing,
+        on_lead=runner.reattach if runner is not None else None,
+        # SQLite serves one replica: a starting bot replaces whatever held the lease before
+        takeover=bot.store.db.engine.dialect.name == "sqlite",
+        supervisor=bot.supervisor,
+    )
 
 
 async def connect_socket_mode(bot: Bot) -> None:
@@ -212,9 +243,15 @@ async def connect_socket_mode(bot: Bot) -> None:
 
 async def stop(bot: Bot) -> None:
     """Close in reverse order; each step runs even if an earlier one failed."""
+    if bot.elector is not None:
+        await bot.elector.stop_trying()  # leads on (or not) until the deploys have drained
     await bot.supervisor.stop()
+    await bot.everywhere.stop()
     if bot.deploy_runner is not None:
         await bot.deploy_runner.drain(grace=SHUTDOWN_GRACE_SECONDS)
+    if bot.elector is not None:
+        # only now: the next leader resumes this replica's deploys once they have let go
+        await bot.elector.stop()
     if bot.socket_handler is not None:
         with contextlib.suppress(Exception):
             await bot.socket_handler.close()

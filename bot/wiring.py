@@ -14,6 +14,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config.settings import Settings
+from bot.config.training import resync_seconds
 from bot.logs import SecretScrubber
 from bot.metrics import Metrics
 from bot.notifier import Notifier
@@ -32,6 +33,8 @@ from bot.services.deploys.cards import DeployCards
 from bot.services.deploys.configs import DeployConfigs
 from bot.services.deploys.requests import DeployReports, Deploys
 from bot.services.deploys.runner import DeployRunner
+from bot.services.monitoring.incidents import Incidents
+from bot.services.monitoring.monitor import Monitor
 from bot.services.training.followers import JobWatchers, PipelinePoller
 from bot.services.training.progress import RunProgress
 from bot.store import Store
@@ -40,6 +43,7 @@ from bot.worker import Worker
 from handlers import webhooks
 from integrations.aws.alb import AlbTraffic, CloudWatchMetrics
 from integrations.aws.ecs import EcrRegistry, EcsServices
+from integrations.aws.predictions import PredictionLogs
 from integrations.aws.s3 import AwsClients, S3Objects
 from integrations.ecspresso import Ecspresso, aws_environment
 from integrations.gitlab import GitLabPipelines
@@ -152,6 +156,18 @@ def build_ab(
     return AbParts(experiments, guard)
 
 
+def monitoring_loops(
+    settings: Settings, store: Store, cards: Cards, aws: AwsClients
+) -> list[tuple[str, Callable[[], Awaitable[None]]]]:
+    """The monitoring loop (CloudWatch and S3 behind it), when a model has `monitoring`."""
+    if not any(m.monitoring for m in settings.models.values()):
+        return []
+    metrics = CloudWatchMetrics(aws.client("cloudwatch"))
+    scans = PredictionLogs(aws.client("s3"))
+    monitor = Monitor(settings, store, Incidents(settings, store, cards), metrics, scans)
+    return [("monitoring", monitor.run)]
+
+
 def uses(settings: Settings, backend: str) -> bool:
     return any(m.training.backend == backend for m in settings.models.values())
 
@@ -176,6 +192,7 @@ async def build_backends(settings: Settings) -> Backends:
         cluster = await KubernetesCluster.from_kubeconfig(
             settings.kubernetes.kubeconfig,
             request_timeout=settings.kubernetes.timeout_seconds,
+            resync_seconds=resync_seconds(m.training.kubernetes for m in settings.models.values()),
         )
     aws = AwsClients(
         region=settings.aws.region,

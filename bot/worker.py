@@ -1,17 +1,19 @@
 """Durable background work: the webhook inbox, processed after the 200 and resumed on restart.
 
-One worker per store. It reads pending deliveries in arrival order, in batches, and hands each
-batch to a processor; a delivery is marked processed only after its effect is out (the card's
-state stored, its Slack post or edit sent), so a crash at any point leaves it pending and the
-next start processes it again, which the processor makes harmless. It sleeps until a new
-delivery wakes it, a retry falls due, or it is time to prune.
+One worker per replica. It claims pending deliveries in arrival order, in batches (the store
+keeps replicas from claiming the same ones; the claims are renewed while they are worked on),
+and hands each batch to a processor; a delivery is marked processed only after its effect is
+out (the card's state stored, its Slack post or edit sent), so a crash at any point leaves it
+pending and the next start (or another replica) processes it again, which the processor
+makes harmless. It sleeps until a new delivery wakes it, a retry falls due, or it is time to
+prune.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -33,6 +35,33 @@ class Processor(Protocol):
     async def housekeeping(self, now: datetime) -> None: ...
 
 
+class ClaimKeeper:
+    """Renews this replica's claims on the rows it works on, three times per lease."""
+
+    def __init__(self, inbox: Inbox, held: Callable[[], Collection[int]], lease: float) -> None:
+        self.inbox = inbox
+        self.held = held
+        self.lease = lease
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="claim-keeper")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.lease / 3)
+            try:
+                await self.inbox.renew_claims(set(self.held()), lease=self.lease)
+            except Exception:
+                log.exception("claims_renew_failed", count=len(self.held()))
+
+
 class Worker:
     def __init__(
         self,
@@ -46,6 +75,7 @@ class Worker:
         max_attempts: int = 8,
         prune_every: float = 600.0,
         max_unsettled: int = 5000,
+        claim_lease: float = 30.0,
         clock: Clock = utcnow,
         metrics: Metrics | None = None,
     ) -> None:
@@ -58,10 +88,13 @@ class Worker:
         self.max_attempts = max_attempts
         self.prune_every = prune_every
         self.max_unsettled = max_unsettled
+        self.claim_lease = claim_lease
         self.clock = clock
         self.metrics = metrics
         self._wakeup = asyncio.Event()
         self._unsettled: set[int] = set()  # effect sent, not yet marked processed
+        self._working: set[int] = set()  # claimed, being processed
+        self._keeper = ClaimKeeper(inbox, self._held, claim_lease)
         self._settled = asyncio.Condition()
         self._runner: asyncio.Task[None] | None = None
         self._committer: asyncio.Task[None] | None = None
@@ -79,6 +112,8 @@ class Worker:
         self._stopping = self._closing = False
         self._runner = loop.create_task(self._run(), name="inbox-worker")
         self._committer = loop.create_task(self._mark_settled(), name="inbox-committer")
+        self._keeper = ClaimKeeper(self.inbox, self._held, self.claim_lease)
+        self._keeper.start()
 
     async def stop(self, grace: float = 10.0) -> None:
         """Finish the batch in hand, then mark what has settled; each step gets ``grace`` s."""
@@ -90,18 +125,34 @@ class Worker:
             self._settled.notify_all()
         await _finish(self._committer, grace)
         self._runner = self._committer = None
+        await self._keeper.stop()
+        left = self._held()
+        with contextlib.suppress(Exception):
+            await self.inbox.release_claims(left)  # another replica may take them at once
+
+    def _held(self) -> set[int]:
+        """The rows this worker has claimed and not yet marked."""
+        return self._working | self._unsettled
 
     async def run_once(self) -> int:
         """Process one batch of what is due now; how many deliveries it held."""
-        items = await self.inbox.next_batch(self.batch_size, skip=self._unsettled)
+        items = await self.inbox.claim(
+            self.batch_size, lease=self.claim_lease, skip=self._unsettled
+        )
         if not items:
             return 0
+        self._working = {item.id for item in items}
         try:
             result = await self.processor.process(items)
         except Exception as err:
             log.exception("inbox_batch_failed", size=len(items))
             result = BatchResult(failed={item.id: type(err).__name__ for item in items})
-        await self._record(items, result)
+        try:
+            await self._record(items, result)
+            answered = set(result.done) | set(result.ignored) | set(result.failed)
+            await self.inbox.release_claims(self._working - answered)
+        finally:
+            self._working = set()
         return len(items)
 
     async def _run(self) -> None:

@@ -1,9 +1,11 @@
 """Runs recorded Slack interactions: each one through bolt's listeners, several at a time.
 
 An interaction stays ``pending`` in the store until its listener has finished, so a restart
-runs whatever was acked but not finished. Bolt sees the stored payload as a Socket Mode
-request (already authenticated at the edge), and its listeners run to the end before the
-interaction is marked processed.
+runs whatever was acked but not finished. Any replica may run any recorded interaction: it
+claims it first (the store hands each to one replica, and the claim is renewed while the
+listener runs), so a replica that dies mid-way leaves it to the others once the claim lapses.
+Bolt sees the stored payload as a Socket Mode request (already authenticated at the edge),
+and its listeners run to the end before the interaction is marked processed.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from bot.crash import crash_point
 from bot.metrics import Metrics
 from bot.store.inbox import Inbox, InboxItem
+from bot.worker import ClaimKeeper
 
 log = structlog.get_logger(__name__)
 RETRY_POLL_SECONDS = 1.0
@@ -27,13 +30,21 @@ RETRY_POLL_SECONDS = 1.0
 
 class InteractionProcessor:
     def __init__(
-        self, inbox: Inbox, bolt: AsyncApp, metrics: Metrics, *, concurrency: int = 8
+        self,
+        inbox: Inbox,
+        bolt: AsyncApp,
+        metrics: Metrics,
+        *,
+        concurrency: int = 8,
+        claim_lease: float = 30.0,
     ) -> None:
         self.inbox = inbox
         self.bolt = bolt
         self.metrics = metrics
         self.concurrency = concurrency
+        self.claim_lease = claim_lease
         self.running: dict[int, asyncio.Task[None]] = {}
+        self._keeper = ClaimKeeper(inbox, lambda: set(self.running), claim_lease)
         self._wakeup = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
         self._stopping = False
@@ -50,6 +61,7 @@ class InteractionProcessor:
         """Begin with whatever an earlier run recorded and did not finish."""
         self._stopping = False
         self._loop = asyncio.get_running_loop().create_task(self._run(), name="interactions")
+        self._keeper.start()
 
     async def stop(self, grace: float) -> int:
         """Take nothing new; let running interactions finish for ``grace`` seconds. What is
@@ -60,11 +72,16 @@ class InteractionProcessor:
             await asyncio.gather(self._loop, return_exceptions=True)
         tasks = set(self.running.values())
         if not tasks:
+            await self._keeper.stop()
             return 0
         _, late = await asyncio.wait(tasks, timeout=grace)
+        left = [item_id for item_id, task in self.running.items() if task in late]
         for task in late:
             task.cancel()
         await asyncio.gather(*late, return_exceptions=True)
+        await self._keeper.stop()
+        with contextlib.suppress(Exception):
+            await self.inbox.release_claims(left)  # another replica may run them at once
         return len(late)
 
     async def _run(self) -> None:
@@ -88,7 +105,7 @@ class InteractionProcessor:
         if free <= 0:
             await asyncio.wait(set(self.running.values()), return_when=asyncio.FIRST_COMPLETED)
             return 1
-        items = await self.inbox.next_batch(free, skip=set(self.running))
+        items = await self.inbox.claim(free, lease=self.claim_lease, skip=set(self.running))
         for item in items:
             task = asyncio.get_running_loop().create_task(self._process(item))
             self.running[item.id] = task

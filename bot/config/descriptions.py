@@ -73,6 +73,19 @@ DESCRIPTIONS: dict[str, Doc] = {
         "postgresql+asyncpg://bot:...@db:5432/mlops_bot",
     ),
     "store.timeout_seconds": D("Timeout of one store query.", "10"),
+    "store.leader_lease_seconds": D(
+        "How long the leader's lease lasts unrenewed: a replica takes the background loops "
+        "over this long after the leader died (see docs/replicas.md).",
+        "10",
+    ),
+    "store.leader_renew_seconds": D(
+        "How often the leader renews its lease (at most half of `leader_lease_seconds`).", "2"
+    ),
+    "store.claim_lease_seconds": D(
+        "How long a replica's claim on a recorded request lasts unrenewed; a request claimed "
+        "by a replica that died runs elsewhere after this.",
+        "30",
+    ),
     "server": D("The HTTP listener: /slack/events, /gitlab/webhook, /healthz, /readyz, /metrics."),
     "server.host": D("Address to listen on (`0.0.0.0` in a container).", '"0.0.0.0"'),
     "server.port": D("Port to listen on (0: any free port).", "3000"),
@@ -168,7 +181,9 @@ DESCRIPTIONS: dict[str, Doc] = {
     "models.<model>.channel": D("The model's channel: its cards go there.", '"#ml-fraud"'),
     "models.<model>.gitlab_project": D("GitLab project path of the model's code.", "ml/fraud"),
     "models.<model>.owners": D(
-        "Slack user group (S...) of the team owning the model (informational).", "S0FRAUDTEAM"
+        "Who owns the model's production accuracy: Slack user ids (U...) and user group ids "
+        "(S...), mentioned once when a monitoring incident opens; one id alone also works.",
+        "[S0FRAUDTEAM, U012ABCDEF]",
     ),
     "models.<model>.training": D("How the model trains and how its results are judged."),
     "models.<model>.training.backend": D(
@@ -237,6 +252,11 @@ DESCRIPTIONS: dict[str, Doc] = {
     "models.<model>.training.kubernetes.active_deadline_seconds": D(
         "Longest a Job may run before Kubernetes stops it; unset: no limit.", "86400"
     ),
+    "models.<model>.training.kubernetes.pending_timeout_seconds": D(
+        "Longest a run may wait to start (unschedulable, over quota, image or config errors) "
+        "before it is failed with the reason and its Job deleted; unset: wait for the deadline.",
+        "1800",
+    ),
     "models.<model>.training.kubernetes.ttl_seconds_after_finished": D(
         "When Kubernetes deletes a finished Job; unset: never.", "604800"
     ),
@@ -263,6 +283,99 @@ DESCRIPTIONS: dict[str, Doc] = {
     ),
     "models.<model>.training.baseline.test_set": D(
         "The test set those metrics were measured on.", "fraud-test-v3"
+    ),
+    # ---- monitoring (docs/monitoring.md) ---------------------------------------------------
+    "models.<model>.monitoring": D(
+        "Watching the model after release: SLOs from CloudWatch, drift of prediction logs "
+        "against the deployed run's reference.json, production accuracy from delayed labels."
+    ),
+    "models.<model>.monitoring.interval_minutes": D("How often each environment is checked.", "15"),
+    "models.<model>.monitoring.window_minutes": D(
+        "Minutes of predictions (and of CloudWatch) one check reads; unset: the interval.", "60"
+    ),
+    "models.<model>.monitoring.labels_hours": D(
+        "Hours of labels (by when they arrived) joined with the window's predictions.", "24"
+    ),
+    "models.<model>.monitoring.digest": D(
+        "Time of day (UTC, HH:MM) of the daily digest; unset: none.", '"09:00"'
+    ),
+    "models.<model>.monitoring.thresholds": D(
+        "How sure a check must be before it opens an incident."
+    ),
+    "models.<model>.monitoring.thresholds.false_alarm_rate": D(
+        "Chance that a check with no drift flags any feature (Holm-corrected across all "
+        "features and the prediction); thresholds follow from it and the window's size.",
+        "0.01",
+    ),
+    "models.<model>.monitoring.thresholds.accuracy_tolerance": D(
+        "How far below the deployed run's test-set accuracy production may be.", "0.02"
+    ),
+    "models.<model>.monitoring.thresholds.accuracy_confidence": D(
+        "One-sided confidence that production accuracy is below that before an incident.", "0.99"
+    ),
+    "models.<model>.monitoring.thresholds.min_labels": D(
+        "Fewest labelled predictions production accuracy is judged on.", "100"
+    ),
+    "models.<model>.monitoring.environments": D(
+        "What is watched per environment (names from `environments`)."
+    ),
+    "models.<model>.monitoring.environments.<env>.cloudwatch": D(
+        "The ALB target group in front of the service, and its SLOs."
+    ),
+    "models.<model>.monitoring.environments.<env>.cloudwatch.target_group": D(
+        "ARN of the service's target group.",
+        "arn:aws:elasticloadbalancing:eu-west-1:123456789012:targetgroup/fraud-prod/0123456789abcdef",
+    ),
+    "models.<model>.monitoring.environments.<env>.cloudwatch.load_balancer": D(
+        "CloudWatch's LoadBalancer dimension of the ALB.", "app/ml-prod/50dc6c495c0c9188"
+    ),
+    "models.<model>.monitoring.environments.<env>.cloudwatch.latency_seconds": D(
+        "Highest TargetResponseTime (of `latency_stat`, per minute) in the window; unset: "
+        "not checked.",
+        "0.5",
+    ),
+    "models.<model>.monitoring.environments.<env>.cloudwatch.latency_stat": D(
+        "Statistic of TargetResponseTime held against `latency_seconds`: p99 (or p95, "
+        "Maximum, Average, ...).",
+        "p99",
+    ),
+    "models.<model>.monitoring.environments.<env>.cloudwatch.max_5xx_rate": D(
+        "Highest share of requests answered 5xx by the targets; unset: not checked.", "0.01"
+    ),
+    "models.<model>.monitoring.environments.<env>.cloudwatch.min_requests": D(
+        "Fewest requests in the window the 5xx rate is judged on.", "100"
+    ),
+    "models.<model>.monitoring.environments.<env>.cloudwatch.custom": D(
+        "Metrics the model service publishes itself, each with limits."
+    ),
+    "models.<model>.monitoring.environments.<env>.cloudwatch.custom[].name": D(
+        "Short name shown on incidents.", "online_auc"
+    ),
+    "models.<model>.monitoring.environments.<env>.cloudwatch.custom[].namespace": D(
+        "CloudWatch namespace.", "ml/fraud"
+    ),
+    "models.<model>.monitoring.environments.<env>.cloudwatch.custom[].metric": D(
+        "CloudWatch metric name.", "OnlineAUC"
+    ),
+    "models.<model>.monitoring.environments.<env>.cloudwatch.custom[].stat": D(
+        "Statistic: Average, Sum, Minimum, Maximum, SampleCount or pNN.", "p99"
+    ),
+    "models.<model>.monitoring.environments.<env>.cloudwatch.custom[].dimensions": D(
+        "Dimensions of the metric.", "{Env: prod}"
+    ),
+    "models.<model>.monitoring.environments.<env>.cloudwatch.custom[].min": D(
+        "Lowest allowed value.", "0.8"
+    ),
+    "models.<model>.monitoring.environments.<env>.cloudwatch.custom[].max": D(
+        "Highest allowed value.", "1000"
+    ),
+    "models.<model>.monitoring.environments.<env>.predictions": D(
+        "S3 prefix of the service's prediction logs (JSON Lines, gzip allowed).",
+        "s3://ml-logs/fraud/prod/predictions/",
+    ),
+    "models.<model>.monitoring.environments.<env>.labels": D(
+        "S3 prefix of delayed ground truth, joined with predictions by id.",
+        "s3://ml-logs/fraud/prod/labels/",
     ),
     # ---- environments -------------------------------------------------------------------------
     "models.<model>.environments": D(

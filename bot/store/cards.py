@@ -146,6 +146,8 @@ class CardStates:
         if this process dies holding them); cards first, then thread replies."""
         t, at = card_states, now()
         pick = sa.select(t.c.key).where(_due(at)).order_by(t.c.parent.is_not(None), t.c.updated_at)
+        # replicas claiming at once take different cards instead of queueing on the same rows
+        pick = pick.with_for_update(skip_locked=True)
         async with self.gate.hold(), self.db.write() as conn:
             keys = list((await conn.scalars(pick.limit(limit))).all())
             if not keys:

@@ -21,6 +21,7 @@ from bot.store.deployments import Deployments
 from bot.store.engine import build_engine, normalize_url
 from bot.store.errors import StoreNotReady, StoreTimeout
 from bot.store.inbox import Inbox
+from bot.store.leases import Leases, check_fence
 from bot.store.runs import Runs
 
 PING_TIMEOUT = 2.0
@@ -41,6 +42,8 @@ class Store:
 
     def __init__(self, engine: AsyncEngine, *, timeout: float = 10.0) -> None:
         self.db = Database(engine, timeout=timeout)
+        self.db.fence = check_fence
+        self.leases = Leases(self.db)
         self.runs = Runs(self.db)
         self.deployments = Deployments(self.db)
         self.inbox = Inbox(self.db)

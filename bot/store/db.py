@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 
@@ -15,6 +15,7 @@ from bot.store.engine import IMMEDIATE
 from bot.store.errors import StoreTimeout
 
 Insert = postgresql.Insert | sqlite.Insert
+Fence = Callable[[AsyncConnection], Awaitable[None]]
 
 
 def now() -> datetime:
@@ -28,6 +29,8 @@ class Database:
         self.engine = engine
         self.writer = engine.execution_options(**{IMMEDIATE: True})
         self.timeout = timeout
+        # Run first in every write transaction; raises to refuse it (leader fencing).
+        self.fence: Fence | None = None
 
     @asynccontextmanager
     async def bounded(self, seconds: float) -> AsyncIterator[None]:
@@ -48,8 +51,11 @@ class Database:
 
     @asynccontextmanager
     async def write(self, seconds: float | None = None) -> AsyncIterator[AsyncConnection]:
-        """One transaction; on SQLite it holds the write lock from its first statement."""
+        """One transaction; on SQLite it holds the write lock from its first statement. The
+        fence check runs first, so a refused write changes nothing."""
         async with self.bounded(seconds or self.timeout), self.writer.begin() as conn:
+            if self.fence is not None:
+                await self.fence(conn)
             yield conn
 
     def insert(self, table: sa.Table) -> Insert:

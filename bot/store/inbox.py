@@ -3,14 +3,21 @@
 A row is ``pending`` until the worker has applied its effect; then ``processed``; ``ignored``
 when the bot has no use for it; ``failed`` when it kept failing. Rows that are no longer pending
 are pruned after the retention, which is also how long a redelivery is recognised.
+
+Any replica may process any pending row: it ``claim``s a batch first (``FOR UPDATE SKIP
+LOCKED`` on PostgreSQL, so replicas claiming together take different rows; SQLite's single
+writer needs nothing), which hides the rows from the others until ``claimed_until``. The
+claimer renews its claims while it works on them; a replica that dies holding claims leaves
+them to the others once they lapse.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
@@ -87,6 +94,16 @@ def _values(delivery: Delivery, at: datetime) -> dict[str, Any]:
     }
 
 
+def _due(table: sa.Table, at: datetime) -> sa.ColumnElement[bool]:
+    """Pending, not waiting for a retry, and claimed by nobody (or by a lapsed claim)."""
+    c = table.c
+    return sa.and_(
+        c.status == Status.PENDING,
+        sa.or_(c.retry_at.is_(None), c.retry_at <= at),
+        sa.or_(c.claimed_until.is_(None), c.claimed_until <= at),
+    )
+
+
 def _item(row: sa.Row[Any]) -> InboxItem:
     return InboxItem(
         id=row.id,
@@ -124,7 +141,11 @@ class Inbox:
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queue.append((delivery, future))
         if self._writer is None:
-            self._writer = asyncio.get_running_loop().create_task(self._write_queued())
+            # a context of its own: whoever happens to start the writer lends it nothing (no
+            # leader's fence reaches the writes it makes for every request)
+            self._writer = asyncio.get_running_loop().create_task(
+                self._write_queued(), context=contextvars.Context()
+            )
         return await future
 
     async def _write_queued(self) -> None:
@@ -166,18 +187,60 @@ class Inbox:
         return result
 
     async def next_batch(self, limit: int, *, skip: Collection[int] = ()) -> list[InboxItem]:
-        """The oldest pending deliveries that are due, leaving out the ids in ``skip``."""
-        due = sa.or_(self.table.c.retry_at.is_(None), self.table.c.retry_at <= now())
-        query = (
-            sa.select(self.table)
-            .where(self.table.c.status == Status.PENDING, due)
-            .order_by(self.table.c.id)
-            .limit(limit)
-        )
-        if skip:
-            query = query.where(self.table.c.id.not_in(list(skip)))
+        """The oldest pending deliveries that are due and unclaimed, leaving out ``skip``."""
+        query = self._oldest_due(sa.select(self.table), limit, skip)
         async with self.db.read() as conn:
             return [_item(row) for row in await conn.execute(query)]
+
+    async def claim(
+        self, limit: int, *, lease: float, skip: Collection[int] = ()
+    ) -> list[InboxItem]:
+        """Take the oldest due deliveries (not in ``skip``) for ``lease`` seconds; rows another
+        replica is claiming at this moment are skipped, not waited for."""
+        t = self.table
+        if not await self.next_batch(1, skip=skip):
+            return []  # a read first: idle polls take no write lock
+        at = now()
+        pick = self._oldest_due(sa.select(t.c.id), limit, skip, at=at)
+        pick = pick.with_for_update(skip_locked=True)
+        async with self.gate.hold(), self.db.write() as conn:
+            ids = list((await conn.scalars(pick)).all())
+            if not ids:
+                return []
+            stmt = t.update().where(t.c.id.in_(ids), _due(t, at))
+            stmt = stmt.values(claimed_until=at + timedelta(seconds=lease)).returning(*t.c)
+            rows = (await conn.execute(stmt)).all()
+        return sorted((_item(row) for row in rows), key=lambda item: item.id)
+
+    def _oldest_due(
+        self,
+        query: sa.Select[Any],
+        limit: int,
+        skip: Collection[int],
+        *,
+        at: datetime | None = None,
+    ) -> sa.Select[Any]:
+        t = self.table
+        query = query.where(_due(t, at or now())).order_by(t.c.id).limit(limit)
+        return query.where(t.c.id.not_in(list(skip))) if skip else query
+
+    async def renew_claims(self, ids: Collection[int], *, lease: float) -> None:
+        """Keep claiming the pending rows ``ids`` (work on them goes on) for ``lease`` s."""
+        if ids:
+            until = now() + timedelta(seconds=lease)
+            async with self.gate.hold(), self.db.write() as conn:
+                await conn.execute(self._pending(list(ids)).values(claimed_until=until))
+
+    async def release_claims(self, ids: Collection[int] | None = None) -> None:
+        """Give up the claims on ``ids`` (all claims when None: a lone replica starting)."""
+        t = self.table
+        stmt = t.update().where(t.c.status == Status.PENDING, t.c.claimed_until.is_not(None))
+        if ids is not None:
+            if not ids:
+                return
+            stmt = stmt.where(t.c.id.in_(list(ids)))
+        async with self.gate.hold(), self.db.write() as conn:
+            await conn.execute(stmt.values(claimed_until=None))
 
     def _pending(self, ids: list[int]) -> sa.Update:
         """An update of the rows with ``ids`` that are still pending."""
@@ -195,6 +258,7 @@ class Inbox:
     ) -> None:
         """Count a failed attempt: try again at ``retry_at``, or give up when it is None."""
         values: dict[str, Any] = {"attempts": self.table.c.attempts + 1, "error": error[:2000]}
+        values["claimed_until"] = None
         if retry_at is None:
             values |= {"status": Status.FAILED, "done_at": now(), "retry_at": None}
         else:
@@ -212,7 +276,9 @@ class Inbox:
             return
         stmt = self._pending(wanted)
         async with self.gate.hold(), self.db.write() as conn:
-            await conn.execute(stmt.values(status=status, done_at=now(), error=error))
+            await conn.execute(
+                stmt.values(status=status, done_at=now(), error=error, claimed_until=None)
+            )
 
     async def prune(self, older_than: datetime) -> int:
         """Delete rows finished before ``older_than``; pending rows always stay."""
@@ -255,12 +321,14 @@ class Inbox:
             return {str(status): int(n) for status, n in rows}
 
     async def next_due(self, *, skip: Collection[int] = ()) -> datetime | None:
-        """When the earliest pending delivery that waits for a retry becomes due."""
-        query = sa.select(sa.func.min(self.table.c.retry_at)).where(
-            self.table.c.status == Status.PENDING
-        )
+        """When the earliest pending delivery that waits (for a retry, or for another
+        replica's claim to lapse) may become due; at worst a little early."""
+        t = self.table
+        query = sa.select(sa.func.min(t.c.retry_at), sa.func.min(t.c.claimed_until))
+        query = query.where(t.c.status == Status.PENDING)
         if skip:
-            query = query.where(self.table.c.id.not_in(list(skip)))
+            query = query.where(t.c.id.not_in(list(skip)))
         async with self.db.read() as conn:
-            value = await conn.scalar(query)
-        return value if isinstance(value, datetime) else None
+            row = (await conn.execute(query)).one()
+        times = [value for value in row if isinstance(value, datetime)]
+        return min(times) if times else None

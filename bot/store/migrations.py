@@ -26,6 +26,9 @@ from bot.store.versions import (
     v008_deploy_progress,
     v009_run_requests,
     v010_card_states,
+    v011_deploy_requests,
+    v012_leases,
+    v013_monitoring,
 )
 
 # Key of the PostgreSQL advisory lock that serialises `migrate` across processes ("mlopsbot").
@@ -50,6 +53,9 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(8, v008_deploy_progress.DESCRIPTION, v008_deploy_progress.apply),
     Migration(9, v009_run_requests.DESCRIPTION, v009_run_requests.apply),
     Migration(10, v010_card_states.DESCRIPTION, v010_card_states.apply),
+    Migration(11, v011_deploy_requests.DESCRIPTION, v011_deploy_requests.apply),
+    Migration(12, v012_leases.DESCRIPTION, v012_leases.apply),
+    Migration(13, v013_monitoring.DESCRIPTION, v013_monitoring.apply),
 )
 LATEST = MIGRATIONS[-1].version
 

@@ -131,6 +131,7 @@ card_states = sa.Table(
     sa.Index("ix_card_states_dirty_retry_at", "dirty", "retry_at"),
 )
 
+
 def inbox_table(name: str, md: sa.MetaData) -> sa.Table:
     """An inbox: one row per delivery key, ``pending`` until its effect is out."""
     return sa.Table(
@@ -147,11 +148,25 @@ def inbox_table(name: str, md: sa.MetaData) -> sa.Table:
         sa.Column("retry_at", UTCDateTime, nullable=True),
         sa.Column("done_at", UTCDateTime, nullable=True),
         sa.Column("error", sa.Text, nullable=True),
+        # v12: a replica's claim on a pending row; others skip it until then (it renews it).
+        sa.Column("claimed_until", UTCDateTime, nullable=True),
         sa.UniqueConstraint("key", name=f"uq_{name}_key"),
         sa.Index(f"ix_{name}_status_id", "status", "id"),
         sa.Index(f"ix_{name}_done_at", "done_at"),
     )
 
+
+# The leader lease (v12): one row per name; ``term`` grows by one with every new holder, and
+# writes made for a leader carry its term, refused once the term has moved on (fencing).
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("holder", sa.String(255), nullable=False),
+    sa.Column("term", sa.BigInteger, nullable=False),
+    sa.Column("acquired_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
+)
 
 # The GitLab webhook inbox: one row per delivery key; the worker moves rows out of "pending".
 inbox = inbox_table("inbox", metadata)
@@ -256,7 +271,12 @@ deployments = sa.Table(
     sa.Column("ecs_before", sa.Text, nullable=True),
     sa.Column("ecspresso_pgid", sa.Integer, nullable=True),
     sa.Column("ecspresso_fingerprint", sa.String(128), nullable=True),
+    # v11: the Slack delivery that asked for it, and whether its reply was sent
+    sa.Column("request", sa.String(255), nullable=True),
+    sa.Column("replied", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),  # v11: the writer
     sa.Index("ix_deployments_model_env_id", "model", "env", "id"),
+    sa.Index("uq_deployments_request", "request", unique=True),
 )
 
 approval_votes = sa.Table(
@@ -332,4 +352,50 @@ ab_votes = sa.Table(
     sa.Column("approve", sa.Boolean, nullable=False),
     sa.Column("via", sa.String(16), nullable=False),
     sa.Column("at", UTCDateTime, nullable=False),
+)
+
+# Model monitoring (v13): a run's reference profile (reference.json beside its metrics; the
+# parse error instead when it was invalid), the last check per model and environment, and
+# incidents; ``open_key`` (model/env/kind) is set while an incident is not resolved, so there
+# is at most one open per kind.
+run_references = sa.Table(
+    "run_references",
+    metadata,
+    sa.Column("run_id", sa.BigInteger, primary_key=True),
+    sa.Column("source", sa.String(1024), nullable=False),
+    sa.Column("profile", json_type(), nullable=True),
+    sa.Column("error", sa.Text, nullable=True),
+    sa.Column("stored_at", UTCDateTime, nullable=False),
+)
+
+monitor_checks = sa.Table(
+    "monitor_checks",
+    metadata,
+    sa.Column("model", sa.String(255), primary_key=True),
+    sa.Column("env", sa.String(64), primary_key=True),
+    sa.Column("checked_at", UTCDateTime, nullable=False),
+    sa.Column("deploy_id", sa.BigInteger, nullable=True),
+    sa.Column("run_id", sa.BigInteger, nullable=True),
+    sa.Column("result", json_type(), nullable=False),
+)
+
+monitor_incidents = sa.Table(
+    "monitor_incidents",
+    metadata,
+    sa.Column("id", bigint_pk(), primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(255), nullable=False),
+    sa.Column("env", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(128), nullable=False),
+    sa.Column("open_key", sa.String(512), nullable=True, unique=True),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("opened_at", UTCDateTime, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("resolved_at", UTCDateTime, nullable=True),
+    sa.Column("deploy_id", sa.BigInteger, nullable=True),
+    sa.Column("first", sa.Text, nullable=False),
+    sa.Column("latest", sa.Text, nullable=False),
+    sa.Column("checks", sa.Integer, nullable=False),
+    sa.Column("acknowledged_by", sa.String(255), nullable=True),
+    sa.Column("snoozed_until", UTCDateTime, nullable=True),
+    sa.Index("ix_monitor_incidents_model_env_id", "model", "env", "id"),
 )

@@ -29,6 +29,7 @@ ALLOWED_RULES = {
     ("batch", "jobs"): {"create", "get", "list", "watch", "delete"},
     ("", "pods"): {"get", "list", "watch"},
     ("", "pods/log"): {"get"},
+    ("", "events"): {"list", "watch"},
 }
 CLUSTER_RULES = {("", "nodes"): {"get", "list", "watch"}, ("", "pods"): {"get", "list", "watch"}}
 
@@ -45,6 +46,10 @@ VARIANTS: dict[str, dict[str, Any]] = {
     },
     "socket-webhook-ingress": {"ingress": {"enabled": True, "host": "bot.example.com"}},
     "postgresql": {
+        "store": {"type": "postgresql", "postgresql": {"existingSecret": "mlops-bot-store"}},
+    },
+    "replicas": {
+        "replicaCount": 3,
         "store": {"type": "postgresql", "postgresql": {"existingSecret": "mlops-bot-store"}},
     },
     "two-namespaces": {
@@ -292,9 +297,8 @@ def test_sqlite_on_a_claim_or_postgresql_from_a_secret(
     assert claim["spec"]["accessModes"] == ["ReadWriteOnce"]
     volumes = {v["name"]: v for v in pod_spec(sqlite)["volumes"]}
     assert volumes["data"]["persistentVolumeClaim"]["claimName"] == claim["metadata"]["name"]
-    for objects in (sqlite, rendered["postgresql"]):
-        deployment = only(objects, "Deployment")["spec"]  # never two pods: one worker per store
-        assert deployment["replicas"] == 1 and deployment["strategy"] == {"type": "Recreate"}
+    deployment = only(sqlite, "Deployment")["spec"]  # never two pods on one SQLite file
+    assert deployment["replicas"] == 1 and deployment["strategy"] == {"type": "Recreate"}
     assert "MLOPS_BOT_STORE_URL" not in env_of(pod_spec(sqlite)["containers"][0])
 
     postgres = rendered["postgresql"]
@@ -303,6 +307,36 @@ def test_sqlite_on_a_claim_or_postgresql_from_a_secret(
         url = env_of(container)["MLOPS_BOT_STORE_URL"]["valueFrom"]["secretKeyRef"]
         assert url == {"name": "mlops-bot-store", "key": "url"}
     assert only(postgres, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+
+
+@pytest.mark.parametrize("variant", ["postgresql", "replicas"])
+def test_replicas_on_postgresql_roll_one_at_a_time_and_drain(
+    variant: str, rendered: dict[str, list[dict[str, Any]]]
+) -> None:
+    objects = rendered[variant]
+    deployment = only(objects, "Deployment")["spec"]
+    assert deployment["replicas"] == (3 if variant == "replicas" else 1)
+    assert deployment["strategy"] == {
+        "type": "RollingUpdate",
+        "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+    }
+    assert only(objects, "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    (bot,) = pod_spec(objects)["containers"]
+    assert bot["lifecycle"]["preStop"] == {"exec": {"command": ["sleep", "5"]}}
+    assert bot["readinessProbe"]["httpGet"]["path"] == "/readyz"  # store up, schema current
+    (migrate,) = pod_spec(objects)["initContainers"]  # under PostgreSQL's advisory lock
+    assert migrate["args"] == ["migrate"]
+
+
+def test_several_replicas_always_get_a_disruption_budget(helm: Helm) -> None:
+    values = VARIANTS["replicas"] | {"podDisruptionBudget": {"enabled": False}}
+    assert only(helm.render(values), "PodDisruptionBudget")["spec"]["maxUnavailable"] == 1
+    assert (
+        of_kind(helm.render({"podDisruptionBudget": {"enabled": False}}), "PodDisruptionBudget")
+        == []
+    )
+    no_drain = helm.render(VARIANTS["replicas"] | {"preStopSleepSeconds": 0})
+    assert "lifecycle" not in pod_spec(no_drain)["containers"][0]
 
 
 def test_example_config_lands_in_the_configmap(rendered: dict[str, list[dict[str, Any]]]) -> None:
@@ -316,7 +350,9 @@ def test_example_config_lands_in_the_configmap(rendered: dict[str, list[dict[str
 @pytest.mark.parametrize(
     ("values", "complaint"),
     [
-        ({"replicaCount": 2}, "/replicaCount"),
+        ({"replicaCount": 2}, "at '/store/type': value must be 'postgresql'"),
+        ({"replicaCount": -1}, "/replicaCount"),
+        ({"preStopSleepSeconds": -1}, "/preStopSleepSeconds"),
         ({"store": {"type": "postgresql"}}, "existingSecret"),
         ({"config": {"slack": {"bot_token": "xoxb-1"}}}, "config.slack.bot_token is a secret"),
         ({"config": {"webhooks": {"secret": "s"}}}, "config.webhooks.secret is a secret"),
@@ -412,6 +448,7 @@ def test_helm_install_into_a_real_apiserver(
     variants = {
         "solo": {"rbac": {"trainingNamespaces": training[:1]}},
         "pg": {
+            "replicaCount": 3,
             "slack": {"mode": "http"},
             "ingress": {"enabled": True, "host": "bot.example.com"},
             "store": {"type": "postgresql", "postgresql": {"existingSecret": "store"}},
@@ -446,8 +483,9 @@ def test_helm_install_into_a_real_apiserver(
             "-n",
             namespace,
         )
-        pods = wait_for_pods(kubectl, namespace, release, 1)
-        assert len(pods) == 1, f"{release}: the ReplicaSet made {len(pods)} pod(s)"
+        want = variants[release].get("replicaCount", 1)
+        pods = wait_for_pods(kubectl, namespace, release, want)
+        assert len(pods) == want, f"{release}: the ReplicaSet made {len(pods)} pod(s)"
         # The apiserver drops fields it does not know: these made it through.
         spec = pods[0]["spec"]
         assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
@@ -458,6 +496,11 @@ def test_helm_install_into_a_real_apiserver(
         volumes = {v["name"]: v for v in spec["volumes"]}
         assert volumes["tmp"]["emptyDir"]["sizeLimit"] == "256Mi"
     kubectl("get", "persistentvolumeclaim", "solo-mlops-bot", "-n", namespace)
+    replicated = kubectl.json("get", "deployment/pg-mlops-bot", "-n", namespace)["spec"]
+    assert replicated["replicas"] == 3
+    assert replicated["strategy"]["rollingUpdate"]["maxUnavailable"] == 0
+    (pod, *_) = wait_for_pods(kubectl, namespace, "pg", 3)
+    assert pod["spec"]["containers"][0]["lifecycle"]["preStop"]["exec"]["command"][0] == "sleep"
     kubectl("get", "ingress", "pg-mlops-bot", "-n", namespace)
     for ns in training:
         roles = kubectl.json("get", "roles", "-n", ns)["items"]

@@ -54,18 +54,23 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- end }}
 
+{{/* Several replicas: each pod is one replica of a group that shares the PostgreSQL store. */}}
+{{- define "mlops-bot.replicated" -}}
+{{- if eq .Values.store.type "postgresql" }}true{{ end }}
+{{- end }}
+
 {{/* policy/v1 from Kubernetes 1.21; policy/v1beta1 before (removed in 1.25). */}}
 {{- define "mlops-bot.pdbApiVersion" -}}
 {{- if semverCompare ">=1.21-0" .Capabilities.KubeVersion.Version }}policy/v1{{ else }}policy/v1beta1{{ end }}
 {{- end }}
 
 {{/*
-Refuse values that install fine but cannot run: a second replica, a missing PostgreSQL secret,
-secrets in the ConfigMap, a training namespace without a Role.
+Refuse values that install fine but cannot run: several replicas on SQLite, a missing
+PostgreSQL secret, secrets in the ConfigMap, a training namespace without a Role.
 */}}
 {{- define "mlops-bot.validate" -}}
-{{- if gt (int .Values.replicaCount) 1 }}
-{{- fail "replicaCount > 1: the bot runs one webhook worker and one set of watchers per store and elects no leader yet" }}
+{{- if and (gt (int .Values.replicaCount) 1) (ne .Values.store.type "postgresql") }}
+{{- fail (printf "replicaCount %d needs store.type=postgresql: replicas share the store and elect their leader in it; SQLite serves one replica (docs/replicas.md)" (int .Values.replicaCount)) }}
 {{- end }}
 {{- if and (eq .Values.store.type "postgresql") (not .Values.store.postgresql.existingSecret) }}
 {{- fail "store.type=postgresql needs store.postgresql.existingSecret: a Secret holding the store URL" }}
