@@ -8,7 +8,7 @@ import json
 import tempfile
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,8 @@ HELP = """console lines:
   traffic MODEL ENV WHAT     write prediction logs + labels into moto's S3: WHAT is
                              `drift FEATURE +0.5sd`, `accuracy -0.1`, `slow 300ms` (ALB
                              latency in CloudWatch) or `normal` (bot/sandbox/traffic.py)
+  monitor check MODEL ENV    run a monitoring check now (as the loop would at its interval);
+                             `monitor digest MODEL ENV` shares the daily digest chart now
   slack 429|500|hang|ok [METHOD]   make the Slack stand-in answer every call (or METHOD's)
                              with 429 + Retry-After, 500, or take effect and answer 30 s late;
                              `slack ok` ends it (the bot's cards catch up from its outbox)
@@ -44,6 +46,7 @@ HELP = """console lines:
   help | quit"""
 
 WAIT_UNTIL_TIMEOUT = 30.0
+TRAFFIC_SEED = 1
 QUIET_PERIOD = 0.3
 SETTLE_LIMIT = 5.0
 
@@ -68,6 +71,7 @@ class Console:
     busy: Callable[[], bool] = lambda: False
     metrics: Callable[[str], str] | None = None  # bot.sandbox.fixtures.ab.MetricsLine
     traffic: Callable[[str], str] | None = None  # bot.sandbox.traffic.Traffic
+    monitor: Callable[[str], Awaitable[str]] | None = None  # bot.sandbox.monitor_line
     files_dir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()) / "mlops-bot-files")
     wait_timeout: float = WAIT_UNTIL_TIMEOUT
     changes: int = 0  # how many posts and edits this console has seen
@@ -123,6 +127,8 @@ class Console:
             self.slack_outage(rest.split())
         elif word == "traffic":
             self.steer_traffic(rest.strip())
+        elif word == "monitor":
+            await self.monitor_now(rest.strip())
         else:
             raise ConsoleError(f"unknown console line {word!r}; type `help`")
         return True
@@ -158,13 +164,24 @@ class Console:
 
     def steer_traffic(self, rest: str) -> None:
         if self.traffic is None and isinstance(self.metrics, MetricsLine):
-            self.traffic = Traffic(self.metrics.settings, self.metrics.aws)
+            # seeded: a script's traffic, and so what its checks find, is the same every run
+            settings, aws = self.metrics.settings, self.metrics.aws
+            self.traffic = Traffic(settings, aws, seed=TRAFFIC_SEED, replace=True)
         if self.traffic is None:
             raise ConsoleError("this console has no S3 stand-in to write traffic into")
         try:
             self.transcript.say(self.traffic(rest))
         except ValueError as exc:
             raise ConsoleError(str(exc)) from None
+
+    async def monitor_now(self, rest: str) -> None:
+        if self.monitor is None:
+            raise ConsoleError("this console has no bot to run a monitoring check in")
+        try:
+            self.transcript.say(await self.monitor(rest))
+        except ValueError as exc:
+            raise ConsoleError(str(exc)) from None
+        await self.settle()
 
     def save_file(self, shared: dict[str, Any]) -> None:
         """A file the bot shared: its bytes from the Slack stand-in, saved where it says."""

@@ -20,6 +20,7 @@ from bot.sandbox.aws import MotoServer
 from bot.sandbox.console import Console, ConsoleError
 from bot.sandbox.fixtures.ab import MetricsLine
 from bot.sandbox.gitlab.server import GitLabStandIn
+from bot.sandbox.monitor_line import MonitorLine
 from bot.sandbox.people import PEOPLE, SIGNING_SECRET
 from bot.sandbox.slack import SlackStandIn
 from bot.sandbox.stand_ins import StandIns, control_file, sandbox_settings
@@ -69,6 +70,7 @@ class Sandbox:
             control_file=control_file(self.stand_ins),
             busy=self.busy,
             metrics=MetricsLine(self.bot.settings, self.aws) if self.aws else None,
+            monitor=MonitorLine(lambda: self.bot),
         )
         self.slack.subscribe(console.on_slack)
         return console

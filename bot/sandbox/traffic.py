@@ -9,9 +9,11 @@ partitions; docs/monitoring.md), and ALB latency put into CloudWatch. Console li
     traffic fraud prod slow 300ms            the target group's latency at 300 ms
     traffic fraud prod normal                back to the training distribution
 
-Each line writes a fresh batch (``ROWS`` predictions over the last ``MINUTES`` minutes). The
-training distribution is the one the sandbox's training job profiles into reference.json
-(bot/sandbox/fixtures/samples.py)."""
+Each line writes a fresh batch (``ROWS`` predictions over the last ``MINUTES`` minutes); with
+``replace`` (the sandbox console's) it also removes the previous batch of that model
+environment, so the next check sees only the newest traffic (the sandbox compresses time: a
+line stands for the next window). The training distribution is the one the sandbox's
+training job profiles into reference.json (bot/sandbox/fixtures/samples.py)."""
 
 from __future__ import annotations
 
@@ -56,6 +58,7 @@ class Traffic:
         *,
         seed: int | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        replace: bool = False,
     ) -> None:
         import numpy as np
 
@@ -67,6 +70,8 @@ class Traffic:
         self._clock = clock
         self._ids = itertools.count(1)
         self._buckets: set[str] = set()
+        self._replace = replace
+        self._written: dict[tuple[str, str], list[tuple[str, str]]] = {}  # (bucket, key)
 
     # -- the console line ------------------------------------------------------------------
 
@@ -154,9 +159,15 @@ class Traffic:
             for at, record_id, label in zip(label_times, ids, labels, strict=True)
         ]
         where_predictions, where_labels = self.where(model, env)
-        objects = self._put(where_predictions, times, records, end)
-        objects += self._put(where_labels, label_times, label_records, end)
-        return Written(rows, rows, objects)
+        predicted = self._put(where_predictions, times, records, end)
+        labelled = self._put(where_labels, label_times, label_records, end)
+        batch = [(where_predictions.bucket, k) for k in predicted]
+        batch += [(where_labels.bucket, k) for k in labelled]
+        if self._replace:
+            for bucket, key in self._written.get((model, env), []):
+                self.s3.delete_object(Bucket=bucket, Key=key)
+        self._written[(model, env)] = batch
+        return Written(rows, rows, predicted + labelled)
 
     def _put(
         self, where: S3Prefix, times: list[datetime], records: list[dict[str, Any]], end: datetime

@@ -1,9 +1,10 @@
 """Model monitoring in the store: run reference profiles, the last check per model
-environment, and incidents (compare-and-set; one unresolved incident per kind)."""
+environment, the history of checks (pruned to ``HISTORY``), when each daily digest was sent,
+and incidents (compare-and-set; one unresolved incident per kind)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
@@ -19,8 +20,12 @@ from bot.domain.monitoring.incidents import (
 from bot.store.db import Database
 from bot.store.rowmap import from_row
 from bot.store.schema import monitor_checks as checks
+from bot.store.schema import monitor_digests as digests
+from bot.store.schema import monitor_history as history
 from bot.store.schema import monitor_incidents as incidents
 from bot.store.schema import run_references as references
+
+HISTORY = timedelta(days=14)  # checks older than this are dropped when a new one is saved
 
 
 class StoredReference:
@@ -63,6 +68,8 @@ class MonitoringStore:
     # -- the last check ------------------------------------------------------------------------
 
     async def save_check(self, model: str, env: str, result: CheckResult) -> None:
+        """The environment's last check, and one more row of its history (older rows than
+        ``HISTORY`` dropped)."""
         values = {
             "checked_at": result.checked_at,
             "deploy_id": result.deploy_id,
@@ -70,6 +77,38 @@ class MonitoringStore:
             "result": result.to_json(),
         }
         statement = self.db.insert(checks).values(model=model, env=env, **values)
+        where = (history.c.model == model) & (history.c.env == env)
+        old = where & (history.c.checked_at < result.checked_at - HISTORY)
+        async with self.db.write() as conn:
+            await conn.execute(
+                statement.on_conflict_do_update(index_elements=["model", "env"], set_=values)
+            )
+            await conn.execute(history.insert().values(model=model, env=env, **values))
+            await conn.execute(history.delete().where(old))
+
+    async def checks_since(self, model: str, env: str, since: datetime) -> list[CheckResult]:
+        """The environment's checks from ``since`` on, oldest first."""
+        where = (
+            (history.c.model == model) & (history.c.env == env) & (history.c.checked_at >= since)
+        )
+        query = history.select().where(where).order_by(history.c.checked_at, history.c.id)
+        async with self.db.read() as conn:
+            rows = (await conn.execute(query)).all()
+        return [CheckResult.from_json(r.result, r.checked_at, r.deploy_id, r.run_id) for r in rows]
+
+    # -- the daily digest ----------------------------------------------------------------------
+
+    async def digest_day(self, model: str, env: str) -> str | None:
+        """The UTC day (YYYY-MM-DD) of the environment's last digest sent, if any."""
+        where = (digests.c.model == model) & (digests.c.env == env)
+        async with self.db.read() as conn:
+            return await conn.scalar(sa.select(digests.c.day).where(where))
+
+    async def digest_sent(
+        self, model: str, env: str, day: str, at: datetime, file_id: str | None
+    ) -> None:
+        values = {"day": day, "sent_at": at, "file_id": file_id}
+        statement = self.db.insert(digests).values(model=model, env=env, **values)
         async with self.db.write() as conn:
             await conn.execute(
                 statement.on_conflict_do_update(index_elements=["model", "env"], set_=values)

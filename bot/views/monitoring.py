@@ -9,6 +9,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field
 
 from bot.domain.deploys import Deployment
+from bot.domain.monitoring.chart import DigestData
 from bot.domain.monitoring.incidents import CheckResult, Finding, Incident, IncidentState, Status
 from bot.views.actions import ActionId
 from bot.views.blocks import Block, Message, actions, button, context, escape, section, when
@@ -134,3 +135,31 @@ def health_reply(
     else:
         blocks.append(context("No open incidents."))
     return Message(f"Health of {model}/{env}", blocks)
+
+
+def digest_summary(data: DigestData, checks: int, open_incidents: int) -> str:
+    """The digest's comment beside its chart: checks, drift, accuracy, deploys, incidents."""
+    lines = [f"*Daily digest of {data.model}/{data.env}* ({data.period}, {checks} checks)"]
+    drifted = sorted(b.feature for b in data.drift if b.flagged)
+    if not data.drift:
+        lines.append("Drift: no check compared distributions")
+    elif drifted:
+        lines.append(f"Drift: {len(drifted)} of {len(data.drift)} drifted: {', '.join(drifted)}")
+    else:
+        lines.append(f"Drift: none of {len(data.drift)} profiles drifted")
+    lines.append(accuracy_summary(data))
+    marks = ", ".join(f"#{d.deploy_id}" for d in sorted(data.deploys, key=lambda d: d.at))
+    lines.append(f"Deploys: {marks}" if marks else "Deploys: none")
+    lines.append(f"Open incidents: {open_incidents}")
+    return "\n".join(lines)
+
+
+def accuracy_summary(data: DigestData) -> str:
+    if not data.accuracy:
+        return "Production accuracy: no labels in this period"
+    last = max(data.accuracy, key=lambda p: p.at)
+    bounds = ""
+    if last.low is not None and last.high is not None:
+        bounds = f" ({last.low:.3f}-{last.high:.3f})"
+    against = f" vs {data.test_accuracy:.3f} on the test set" if data.test_accuracy else ""
+    return f"Production accuracy: {last.accuracy:.3f}{bounds} on {last.labels:,} labels{against}"

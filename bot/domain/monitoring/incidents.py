@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -26,12 +27,16 @@ ACTIVE = (IncidentState.OPEN, IncidentState.ACKNOWLEDGED)
 @dataclass(frozen=True)
 class Finding:
     """One thing a check looked at: ``kind`` names the incident a breach opens
-    (``latency``, ``5xx``, ``slo:<name>``, ``drift``, ``accuracy``)."""
+    (``latency``, ``5xx``, ``slo:<name>``, ``drift``, ``accuracy``). ``values`` are its
+    figures for history and the digest: an SLO's ``value`` and limit, drift's ``features``
+    (name -> statistic, threshold, drifted, psi), accuracy's ``accuracy``, ``low``, ``high``
+    and ``labels`` (JSON-safe numbers, kept with the check)."""
 
     kind: str
     title: str
     status: Status
     text: str
+    values: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def breached(self) -> bool:
@@ -52,14 +57,17 @@ class CheckResult:
         return [f for f in self.findings if f.breached]
 
     def to_json(self) -> dict[str, Any]:
-        return {"findings": [asdict(f) for f in self.findings]}
+        return {"findings": [asdict(f) | {"values": dict(f.values)} for f in self.findings]}
+
+    def finding(self, kind: str) -> Finding | None:
+        return next((f for f in self.findings if f.kind == kind), None)
 
     @classmethod
     def from_json(
         cls, data: dict[str, Any], checked_at: datetime, deploy_id: int | None, run_id: int | None
     ) -> CheckResult:
         findings = [
-            Finding(f["kind"], f["title"], Status(f["status"]), f["text"])
+            Finding(f["kind"], f["title"], Status(f["status"]), f["text"], f.get("values") or {})
             for f in data.get("findings", [])
         ]
         return cls(checked_at, deploy_id, run_id, findings)

@@ -2,7 +2,8 @@
 ``monitoring`` section, check the SLOs in CloudWatch, the drift of the latest window of
 predictions against the deployed run's reference, and production accuracy against the
 deployed run's test-set accuracy; keep the result and follow incidents. A read that fails is
-an unknown finding (never healthy, never a breach); the next round tries again."""
+an unknown finding (never healthy, never a breach); the next round tries again. Each round
+also sends the daily digests that are due (bot/services/monitoring/digest.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from bot.domain.monitoring.reference import Reference, ReferenceError, parse_ref
 from bot.domain.runs import Run
 from bot.errors import BotError
 from bot.ports import CloudMetrics
+from bot.services.monitoring.digest import Digests
 from bot.services.monitoring.incidents import Incidents
 from bot.services.monitoring.ports import PredictionScans
 from bot.services.monitoring.quality import check_drift, check_production_accuracy
@@ -42,6 +44,7 @@ class Monitor:
         scans: PredictionScans | None,
         clock: Clock = utcnow,
         tick: float = TICK,
+        digests: Digests | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -51,6 +54,7 @@ class Monitor:
         self.scans = scans
         self.clock = clock
         self.tick = tick
+        self.digests = digests
 
     def watched(self) -> list[tuple[str, str, MonitoringConfig, EnvMonitoring]]:
         return [
@@ -75,6 +79,8 @@ class Monitor:
                         await self.check(model, env)
             except Exception:
                 log.exception("monitoring.check_failed", model=model, env=env)
+        if self.digests is not None:
+            await self.digests.round()
 
     async def check(self, model: str, env: str) -> CheckResult:
         """One check of one environment, kept as its last; incidents follow from it."""

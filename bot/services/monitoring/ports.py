@@ -22,3 +22,19 @@ class PredictionScans(Protocol):
     ) -> WindowScan:
         """The window's predictions counted into the reference's bins, joined with labels."""
         ...
+
+
+class FileShares(Protocol):
+    """Files shared into channels, implemented by integrations.slack_files.SlackFiles."""
+
+    async def upload_file(
+        self,
+        channel: str,
+        filename: str,
+        data: bytes,
+        title: str,
+        initial_comment: str,
+        thread_ts: str | None = None,
+    ) -> str:
+        """Shares ``data`` in ``channel``; the file's id."""
+        ...

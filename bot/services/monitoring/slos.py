@@ -49,11 +49,12 @@ def latency(slos: CloudWatchSlos, values: Values) -> Finding | None:
         return None
     value = values.get("latency")
     if value is None:
-        return Finding("latency", title, Status.UNKNOWN, "no data points")
+        return Finding("latency", title, Status.UNKNOWN, "no data points", {"limit": limit})
+    figures = {"value": value, "limit": limit}
     if value > limit:
         text = f"{value:.3g} s > SLO {limit:g} s ({over(value, limit)})"
-        return Finding("latency", title, Status.BREACHED, text)
-    return Finding("latency", title, Status.OK, f"{value:.3g} s <= {limit:g} s")
+        return Finding("latency", title, Status.BREACHED, text, figures)
+    return Finding("latency", title, Status.OK, f"{value:.3g} s <= {limit:g} s", figures)
 
 
 def errors(slos: CloudWatchSlos, values: Values) -> Finding | None:
@@ -66,20 +67,25 @@ def errors(slos: CloudWatchSlos, values: Values) -> Finding | None:
         return Finding("5xx", "5xx rate", Status.UNKNOWN, note)
     rate = (values.get("errors") or 0.0) / requests
     said = f"{rate:.2%} of {requests} requests"
+    figures = {"value": rate, "limit": limit, "requests": requests}
     if rate > limit:
-        return Finding("5xx", "5xx rate", Status.BREACHED, f"{said} > SLO {limit:.2%}")
-    return Finding("5xx", "5xx rate", Status.OK, f"{said} <= {limit:.2%}")
+        return Finding("5xx", "5xx rate", Status.BREACHED, f"{said} > SLO {limit:.2%}", figures)
+    return Finding("5xx", "5xx rate", Status.OK, f"{said} <= {limit:.2%}", figures)
 
 
 def custom(metric: CustomSlo, value: float | None) -> Finding:
     kind, title = f"slo:{metric.name}", metric.name
+    limits = {"min": metric.min, "max": metric.max}
     if value is None:
-        return Finding(kind, title, Status.UNKNOWN, "no data points")
+        return Finding(kind, title, Status.UNKNOWN, "no data points", limits)
+    figures = limits | {"value": value}
     if metric.min is not None and value < metric.min:
-        return Finding(kind, title, Status.BREACHED, f"{value:.4g} < min {metric.min:g}")
+        text = f"{value:.4g} < min {metric.min:g}"
+        return Finding(kind, title, Status.BREACHED, text, figures)
     if metric.max is not None and value > metric.max:
-        return Finding(kind, title, Status.BREACHED, f"{value:.4g} > max {metric.max:g}")
-    return Finding(kind, title, Status.OK, f"{value:.4g} within limits")
+        text = f"{value:.4g} > max {metric.max:g}"
+        return Finding(kind, title, Status.BREACHED, text, figures)
+    return Finding(kind, title, Status.OK, f"{value:.4g} within limits", figures)
 
 
 def judge_slos(slos: CloudWatchSlos, values: Values) -> list[Finding]:
