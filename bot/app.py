@@ -18,7 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config.settings import Settings
 from bot.inflight import InFlight
-from bot.leadership import LeaderElector, Timing
+from bot.leadership import LeaderElector, Timing, replica_id
 from bot.logs import SecretScrubber
 from bot.loop_lag import LoopLag
 from bot.metrics import Metrics
@@ -28,12 +28,15 @@ from bot.server import build_web_app
 from bot.services.ab.guard import AbGuard
 from bot.services.access import Access
 from bot.services.cards import Cards
+from bot.services.deploys.adoption import Adoption
 from bot.services.deploys.locks import Locks
+from bot.services.deploys.ownership import Ownership
 from bot.services.deploys.runner import DeployRunner
 from bot.services.training.commands import Training
 from bot.services.training.followers import Supervisor
 from bot.services.training.progress import RunProgress
 from bot.store import Store
+from bot.store.deployments import RunnerLease
 from bot.wiring import (
     Backends,
     build_ab,
@@ -52,6 +55,7 @@ from handlers.interactions import InteractionProcessor
 from handlers.slack_edge import SlackEdge
 from handlers.slack_requests import vocabulary
 from integrations.slack import SlackCards, SlackDirectory
+from integrations.slack_files import SlackFiles
 
 log = structlog.get_logger(__name__)
 SHUTDOWN_GRACE_SECONDS = 10.0
@@ -85,6 +89,7 @@ class Bot:
     edge: SlackEdge | None = None
     lag: LoopLag | None = None  # the event-loop heartbeat (mlops_bot_event_loop_lag_*)
     elector: LeaderElector | None = None  # runs the singleton loops while this replica leads
+    replica: str = field(default_factory=replica_id)  # holds the leader and deploy leases
 
 
 async def build(settings: Settings, scrubber: SecretScrubber | None = None) -> Bot:
@@ -145,6 +150,7 @@ async def build(settings: Settings, scrubber: SecretScrubber | None = None) -> B
         processor.wake,
         signing_secret=secret.get_secret_value() if secret else None,
     )
+    processor.yield_to = edge.busy  # acks first: fewer listeners run while Slack waits
     worker, ci_routes = build_ci(settings, store, notifier, backends.pipelines, progress, metrics)
     worker.claim_lease = claim_lease
     slack_route = None if settings.slack.socket_mode else edge.http
@@ -158,10 +164,22 @@ async def build(settings: Settings, scrubber: SecretScrubber | None = None) -> B
     if ab.guard is not None:
         bot.followers.append(("ab-guard", ab.guard.run))
         bot.ab_guard = ab.guard
-    bot.followers += monitoring_loops(settings, store, cards, parts.aws)
+    bot.followers += monitoring_loops(settings, store, cards, parts.aws, SlackFiles(client))
     bot.backends = backends
     bot.deploy_runner = parts.runner
+    parts.runner.own = deploy_ownership(bot)
+    every = settings.store.leader_renew_seconds
+    bot.followers.append(("deploy-adopt", Adoption(parts.runner, every).run))
     return bot
+
+
+def deploy_ownership(bot: Bot) -> Ownership:
+    """This replica's leases on the deploys it runs, as long and as often renewed as the
+    leader's."""
+    settings = bot.settings.store
+    lease = RunnerLease(bot.replica, settings.leader_lease_seconds)
+    lone = bot.store.db.engine.dialect.name == "sqlite"
+    return Ownership(bot.store.deployments, lease, settings.leader_renew_seconds, lone=lone)
 
 
 async def start(bot: Bot, *, host: str | None = None, port: int | None = None) -> str:
@@ -173,6 +191,9 @@ async def start(bot: Bot, *, host: str | None = None, port: int | None = None) -
         # one replica: claims left in the store are a dead predecessor's, run them now
         await bot.store.inbox.release_claims()
         await bot.store.interactions.release_claims()
+        await bot.store.deployments.hand_back(None)  # and so are the deploys' leases
+    if bot.deploy_runner is not None and bot.deploy_runner.own is not None:
+        bot.deploy_runner.own.start()
     if bot.worker is not None:
         bot.worker.start()
     if bot.interactions is not None:
@@ -211,7 +232,8 @@ def leader_elector(bot: Bot) -> LeaderElector:
         bot.store.leases,
         singletons,
         timing,
-        on_lead=runner.reattach if runner is not None else None,
+        holder=bot.replica,
+        on_lead=runner.reap if runner is not None else None,
         # SQLite serves one replica: a starting bot replaces whatever held the lease before
         takeover=bot.store.db.engine.dialect.name == "sqlite",
         supervisor=bot.supervisor,

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from datetime import datetime
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
 
 from bot.domain.deploys import ApprovalVote, Deployment, DeployState
 from bot.domain.paging import Page, offset_of
-from bot.store.db import Database
+from bot.store.db import Database, now
 from bot.store.rowmap import checked, from_row, values_of
 from bot.store.schema import approval_votes as votes
 from bot.store.schema import deployments as table
 from bot.store.schema import locks
 
-COUNT_CAP = 50_000  # a listing says "50000+" rather than count without end
+COUNT_CAP = 50_000
+LEASED = (
+    DeployState.QUEUED,
+    DeployState.RUNNING,
+)  # the states a runner lease is kept in  # a listing says "50000+" rather than count without end
 Fence = int | None
 """The attempt a writer took the deploy with (its writes land only while it is the current
 one), or None for writes that need no fence."""
@@ -24,6 +29,23 @@ one), or None for writes that need no fence."""
 
 def fenced(stmt: sa.Update, attempt: Fence) -> sa.Update:
     return stmt if attempt is None else stmt.where(table.c.attempt == attempt)
+
+
+@dataclass(frozen=True)
+class RunnerLease:
+    """A replica's lease on the deploys it runs: its id, and how long a taking or a renewal
+    lasts. While it lasts, no other replica takes the deploy."""
+
+    runner: str
+    seconds: float
+
+    def until(self, at: datetime) -> datetime:
+        return at + timedelta(seconds=self.seconds)
+
+
+def lapsed(at: datetime) -> sa.ColumnElement[bool]:
+    """No replica's lease on the deploy is live at ``at`` (none ever, handed back or run out)."""
+    return sa.or_(table.c.runner_until.is_(None), table.c.runner_until <= at)
 
 
 class Deployments:
@@ -82,17 +104,28 @@ class Deployments:
         return await self.get(deploy_id) if updated else None
 
     async def take(
-        self, deploy_id: int, *, only_if: Iterable[DeployState], attempt: int, **changes: Any
+        self,
+        deploy_id: int,
+        *,
+        only_if: Iterable[DeployState],
+        attempt: int,
+        lease: RunnerLease | None = None,
+        **changes: Any,
     ) -> Deployment | None:
         """A bot takes the deploy to run it (or to resume it): compare-and-set from one of
         ``only_if`` and the ``attempt`` it read, to the next attempt; None when another got it
-        first. Later writes by earlier attempts are refused."""
+        first. Later writes by earlier attempts are refused. With ``lease``, only while no
+        other replica's lease on it is live, and the lease is the taker's from then on."""
         values = checked(changes, table) | {"attempt": table.c.attempt + 1}
         stmt = table.update().where(
             table.c.id == deploy_id,
             table.c.state.in_([str(s) for s in only_if]),
             table.c.attempt == attempt,
         )
+        if lease is not None:
+            at = now()
+            stmt = stmt.where(sa.or_(lapsed(at), table.c.runner == lease.runner))
+            values |= {"runner": lease.runner, "runner_until": lease.until(at)}
         async with self.db.write() as conn:
             updated = (await conn.execute(stmt.values(values).returning(table.c.id))).first()
         return await self.get(deploy_id) if updated else None
@@ -165,6 +198,47 @@ class Deployments:
     async def with_process(self) -> list[Deployment]:
         """Deploys (in any state) with an ecspresso process group recorded."""
         return await self.many(table.select().where(table.c.ecspresso_pgid.is_not(None)))
+
+    async def renew_runs(self, lease: RunnerLease, ids: Collection[int]) -> set[int]:
+        """Extend ``lease`` on the deploys ``ids`` its runner works on; the ids it still holds
+        (the others finished, or another replica took them after the lease lapsed)."""
+        if not ids:
+            return set()
+        stmt = table.update().where(
+            table.c.id.in_(list(ids)),
+            table.c.runner == lease.runner,
+            table.c.state.in_([str(s) for s in LEASED]),
+        )
+        stmt = stmt.values(runner_until=lease.until(now())).returning(table.c.id)
+        async with self.db.write() as conn:
+            return set((await conn.scalars(stmt)).all())
+
+    async def hand_back(self, runner: str | None, ids: Collection[int] | None = None) -> int:
+        """Clear ``runner``'s leases on unfinished deploys (on ``ids``; everyone's when
+        ``runner`` is None: a lone replica starting), so that the leader takes those deploys
+        at once; how many (finished deploys keep the name of their last runner)."""
+        stmt = table.update().where(
+            table.c.runner_until.is_not(None), table.c.state.in_([str(s) for s in LEASED])
+        )
+        if runner is not None:
+            stmt = stmt.where(table.c.runner == runner)
+        if ids is not None:
+            stmt = stmt.where(table.c.id.in_(list(ids)))
+        async with self.db.write() as conn:
+            result = await conn.execute(stmt.values(runner=None, runner_until=None))
+        return int(result.rowcount or 0)
+
+    async def unowned(self, *states: DeployState) -> list[Deployment]:
+        """Deploys in ``states`` that no replica's lease covers now, oldest first."""
+        stmt = table.select().where(table.c.state.in_([str(s) for s in states]), lapsed(now()))
+        return await self.many(stmt.order_by(table.c.id))
+
+    async def runner_of(self, deploy_id: int) -> tuple[str | None, datetime | None]:
+        """Who holds the lease on the deploy and until when (None, None: nobody)."""
+        stmt = sa.select(table.c.runner, table.c.runner_until).where(table.c.id == deploy_id)
+        async with self.db.read() as conn:
+            row = (await conn.execute(stmt)).first()
+        return (None, None) if row is None else (row.runner, row.runner_until)
 
     async def in_states(self, *states: DeployState) -> list[Deployment]:
         stmt = table.select().where(table.c.state.in_([str(s) for s in states]))

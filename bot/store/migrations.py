@@ -29,6 +29,8 @@ from bot.store.versions import (
     v011_deploy_requests,
     v012_leases,
     v013_monitoring,
+    v014_deploy_runners,
+    v015_monitor_history,
 )
 
 # Key of the PostgreSQL advisory lock that serialises `migrate` across processes ("mlopsbot").
@@ -56,6 +58,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(11, v011_deploy_requests.DESCRIPTION, v011_deploy_requests.apply),
     Migration(12, v012_leases.DESCRIPTION, v012_leases.apply),
     Migration(13, v013_monitoring.DESCRIPTION, v013_monitoring.apply),
+    Migration(14, v014_deploy_runners.DESCRIPTION, v014_deploy_runners.apply),
+    Migration(15, v015_monitor_history.DESCRIPTION, v015_monitor_history.apply),
 )
 LATEST = MIGRATIONS[-1].version
 

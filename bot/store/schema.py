@@ -275,6 +275,9 @@ deployments = sa.Table(
     sa.Column("request", sa.String(255), nullable=True),
     sa.Column("replied", sa.Boolean, nullable=False, server_default=sa.false()),
     sa.Column("attempt", sa.Integer, nullable=False, server_default="0"),  # v11: the writer
+    # v14: the replica running it and until when its lease on it lasts
+    sa.Column("runner", sa.String(255), nullable=True),
+    sa.Column("runner_until", UTCDateTime, nullable=True),
     sa.Index("ix_deployments_model_env_id", "model", "env", "id"),
     sa.Index("uq_deployments_request", "request", unique=True),
 )
@@ -398,4 +401,27 @@ monitor_incidents = sa.Table(
     sa.Column("acknowledged_by", sa.String(255), nullable=True),
     sa.Column("snoozed_until", UTCDateTime, nullable=True),
     sa.Index("ix_monitor_incidents_model_env_id", "model", "env", "id"),
+)
+
+monitor_history = sa.Table(
+    "monitor_history",
+    metadata,
+    sa.Column("id", bigint_pk(), primary_key=True, autoincrement=True),
+    sa.Column("model", sa.String(255), nullable=False),
+    sa.Column("env", sa.String(64), nullable=False),
+    sa.Column("checked_at", UTCDateTime, nullable=False),
+    sa.Column("deploy_id", sa.BigInteger, nullable=True),
+    sa.Column("run_id", sa.BigInteger, nullable=True),
+    sa.Column("result", json_type(), nullable=False),
+    sa.Index("ix_monitor_history_model_env_checked_at", "model", "env", "checked_at"),
+)
+
+monitor_digests = sa.Table(
+    "monitor_digests",
+    metadata,
+    sa.Column("model", sa.String(255), primary_key=True),
+    sa.Column("env", sa.String(64), primary_key=True),
+    sa.Column("day", sa.String(10), nullable=False),
+    sa.Column("sent_at", UTCDateTime, nullable=False),
+    sa.Column("file_id", sa.String(64), nullable=True),
 )

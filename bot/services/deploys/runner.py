@@ -35,8 +35,10 @@ from bot.ports import (
 )
 from bot.services.deploys.cards import DeployCards
 from bot.services.deploys.configs import DeployConfigs, image_variables
-from bot.services.deploys.diffs import COMPUTING
+from bot.services.deploys.ownership import Ownership
 from bot.store import Store
+from bot.store.deployments import RunnerLease
+from bot.store.leases import fenced
 from bot.views.blocks import Message, escape, user
 from bot.views.deploys import output_message
 
@@ -167,6 +169,16 @@ class DeployRunner:
         # the Deploys service); without it, a queued deploy found at start just starts
         self.reopen: Callable[[Deployment], Coroutine[Any, Any, object]] | None = None
         self.stopping = False  # set by drain: nothing starts, nothing is recorded as failed
+        # this replica's leases on the deploys it runs (None: no leases, a lone bot in tests)
+        self.own: Ownership | None = None
+
+    @property
+    def lease(self) -> RunnerLease | None:
+        return self.own.lease if self.own is not None else None
+
+    def hold(self, d: Deployment, task: asyncio.Task[Any] | None) -> None:
+        if self.own is not None and task is not None:
+            self.own.hold(d, task)
 
     def env(self, d: Deployment) -> EnvironmentConfig:
         return self.settings.models[d.model].environments[d.env]
@@ -188,12 +200,15 @@ class DeployRunner:
                 task.cancel()
             if late:
                 await asyncio.gather(*late, return_exceptions=True)
+        if self.own is not None:
+            await self.own.stop()  # the next leader takes what is left at once
 
     async def execute(self, queued: Deployment) -> None:
         d = await self.store.deployments.take(
             queued.id,
             only_if=[DeployState.QUEUED],
             attempt=queued.attempt,
+            lease=self.lease,
             state=DeployState.RUNNING,
             started_at=self.clock(),
             step=str(Step.STARTING),
@@ -201,6 +216,7 @@ class DeployRunner:
         )
         if d is None:
             return
+        self.hold(d, asyncio.current_task())
         await self.cards.show(d)
         await self.guarded(d, self.first_run)
 
@@ -535,20 +551,12 @@ class DeployRunner:
         except BotError as exc:
             return f"{reason}; no rollback possible: {exc}"
 
-    async def reattach(self) -> None:
-        """After a restart: end the ecspresso groups an earlier bot left running, then resume
-        each running deploy from its step and what ECS says; start the queued ones."""
+    async def reap(self) -> None:
+        """When this replica starts leading: end the ecspresso groups recorded on deploys
+        that no longer run (a bot died between their end and the group's)."""
         for d in await self.store.deployments.with_process():
             if d.state != DeployState.RUNNING:
                 self.track(asyncio.create_task(self.end_recorded(d), name=f"reap-{d.id}"))
-        for d in await self.store.deployments.in_states(DeployState.RUNNING):
-            self.track(asyncio.create_task(self.resume(d), name=f"reattach-{d.id}"))
-        waiting = DeployState.QUEUED, DeployState.AWAITING_APPROVAL
-        for d in await self.store.deployments.in_states(*waiting):
-            if self.reopen is not None and (d.state == DeployState.QUEUED or d.diff == COMPUTING):
-                self.track(asyncio.create_task(self.reopen(d), name=f"reopen-{d.id}"))
-            elif d.state == DeployState.QUEUED:
-                self.start(d)
 
     def track(self, task: asyncio.Task[Any]) -> None:
         self.tasks.add(task)
@@ -568,12 +576,22 @@ class DeployRunner:
         return True
 
     async def resume(self, found: Deployment) -> None:
-        """Take the running deploy (an earlier bot's writes are refused from here on), end
-        the ecspresso it left, and go on from where it was."""
+        """Take the running deploy (an earlier runner's writes are refused from here on, and
+        a live runner's lease keeps it from being taken); then, in a task of its own, end the
+        ecspresso the earlier runner left and go on from where it was."""
         d = await self.store.deployments.take(
-            found.id, only_if=[DeployState.RUNNING], attempt=found.attempt
+            found.id, only_if=[DeployState.RUNNING], attempt=found.attempt, lease=self.lease
         )
-        if d is not None and await self.end_recorded(d):
+        if d is None:
+            return
+        log.info("deploy_adopted", deploy=d.id, attempt=d.attempt)
+        with fenced(None):  # from here its lease, not the leadership, makes it this replica's
+            task = asyncio.create_task(self.carry_on(d), name=f"reattach-{d.id}")
+        self.track(task)
+        self.hold(d, task)
+
+    async def carry_on(self, d: Deployment) -> None:
+        if await self.end_recorded(d):
             await self.guarded(d, self.resumed)
 
     async def resumed(self, d: Deployment) -> None:
