@@ -1,10 +1,12 @@
 """Ack latency of signed slash commands: the bot's /slack/events against a bare HMAC endpoint.
 
-    .venv/bin/python bench/ack_latency.py [--requests 1000] [--concurrency 20]
+    .venv/bin/python bench/ack_latency.py [--load 20:1000 --load 100:2000] [--repeat 1]
 
 Both targets get the same signed requests in the same run; the bot runs as `mlops-bot sandbox`
 runs it (SQLite store, Slack stand-in in the same process), so its figure includes the one store
 write on the ack path (delivery dedupe) and competes with the work that follows each ack.
+Each ``--load`` is ``concurrency:requests``; by default concurrency 20 (1,000 requests) and 100
+(2,000 requests), the goals of issue 15: bot p99 at most 2x bare at both, under 50 ms at 100.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from aiohttp import web
 
 from bot.logs import configure_logging
 from bot.sandbox.people import SIGNING_SECRET
-from bot.sandbox.runner import running_sandbox
+from bot.sandbox.runner import Sandbox, running_sandbox
 from bot.sandbox.signing import signed_headers
 
 
@@ -47,7 +49,7 @@ async def start_bare() -> tuple[web.AppRunner, str]:
     return runner, f"http://{host}:{port}"
 
 
-def command_body(index: int, response_url: str) -> str:
+def command_body(index: str, response_url: str) -> str:
     return urllib.parse.urlencode(
         {
             "team_id": "T0SANDBOX",
@@ -96,21 +98,26 @@ def row(name: str, values: list[float]) -> str:
     )
 
 
-async def main(requests: int, concurrency: int) -> None:
-    configure_logging("warning")
-    async with running_sandbox() as sandbox, aiohttp.ClientSession() as session:
-        bare, bare_url = await start_bare()
-        try:
-            url = sandbox.slack.new_response_url(channel="C0SANDBOX", user="U0DAVE")
-            warm = [command_body(-i - 1, url) for i in range(50)]
-            await measure(session, bare_url, warm, concurrency)
-            await measure(session, sandbox.url, warm, concurrency)
-            bodies = [command_body(i, url) for i in range(requests)]
-            bare_lat = await measure(session, bare_url, bodies, concurrency)
-            bot_lat = await measure(session, sandbox.url, bodies, concurrency)
-            await sandbox.bot.notifier.flush()
-        finally:
-            await bare.cleanup()
+async def one_load(
+    sandbox: Sandbox, session: aiohttp.ClientSession, bare_url: str, load: tuple[int, int]
+) -> tuple[list[float], list[float]]:
+    """Bare, then bot, with the same bodies; waits until the bot has run every command."""
+    concurrency, requests = load
+    url = sandbox.slack.new_response_url(channel="C0SANDBOX", user="U0DAVE")
+    tag = f"c{concurrency}-{time.monotonic_ns()}"
+    warm = [command_body(f"{tag}-warm-{i}", url) for i in range(50)]
+    await measure(session, bare_url, warm, concurrency)
+    await measure(session, sandbox.url, warm, concurrency)
+    bodies = [command_body(f"{tag}-{i}", url) for i in range(requests)]
+    bare_lat = await measure(session, bare_url, bodies, concurrency)
+    bot_lat = await measure(session, sandbox.url, bodies, concurrency)
+    while sandbox.busy():  # noqa: ASYNC110 -- busy() is a poll, there is no event to wait on
+        await asyncio.sleep(0.05)
+    return bare_lat, bot_lat
+
+
+def report(load: tuple[int, int], bare_lat: list[float], bot_lat: list[float]) -> None:
+    concurrency, requests = load
     print(f"ack latency, {requests} signed slash commands at concurrency {concurrency}")
     print(row("bare aiohttp + HMAC", bare_lat))
     print(row("mlops-bot /slack/events", bot_lat))
@@ -119,9 +126,33 @@ async def main(requests: int, concurrency: int) -> None:
         print(f"ratio p{pct} (bot / bare): {ratio:.2f}")
 
 
+async def main(loads: list[tuple[int, int]], repeat: int) -> None:
+    configure_logging("warning")
+    async with running_sandbox() as sandbox, aiohttp.ClientSession() as session:
+        bare, bare_url = await start_bare()
+        try:
+            for attempt in range(repeat):
+                for load in loads:
+                    print(f"-- run {attempt + 1} of {repeat}")
+                    report(load, *await one_load(sandbox, session, bare_url, load))
+            await sandbox.bot.notifier.flush()
+        finally:
+            await bare.cleanup()
+
+
+def parse_load(text: str) -> tuple[int, int]:
+    concurrency, _, requests = text.partition(":")
+    try:
+        return int(concurrency), int(requests)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--load {text!r}: expected concurrency:requests, e.g. 20:1000"
+        ) from None
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--requests", type=int, default=1000)
-    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--load", type=parse_load, action="append", dest="loads")
+    parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
-    asyncio.run(main(args.requests, args.concurrency))
+    asyncio.run(main(args.loads or [(20, 1000), (100, 2000)], args.repeat))

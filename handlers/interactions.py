@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import Callable
 
 import structlog
@@ -26,6 +27,9 @@ from bot.worker import ClaimKeeper
 
 log = structlog.get_logger(__name__)
 RETRY_POLL_SECONDS = 1.0
+LIMIT_POLL_SECONDS = 0.05
+SLOW_LISTENER_SECONDS = 0.5
+FIRST = asyncio.FIRST_COMPLETED
 
 
 class InteractionProcessor:
@@ -37,13 +41,21 @@ class InteractionProcessor:
         *,
         concurrency: int = 8,
         claim_lease: float = 30.0,
+        yield_to: Callable[[], bool] | None = None,
+        yielding_concurrency: int = 2,
     ) -> None:
         self.inbox = inbox
         self.bolt = bolt
         self.metrics = metrics
         self.concurrency = concurrency
+        # While ``yield_to()`` is true (the edge is answering Slack) at most
+        # ``yielding_concurrency`` run, so acks share the event loop with fewer listeners;
+        # never fewer than one, so processing goes on under any load.
+        self.yield_to = yield_to
+        self.yielding_concurrency = max(1, min(yielding_concurrency, concurrency))
         self.claim_lease = claim_lease
         self.running: dict[int, asyncio.Task[None]] = {}
+        self._started: dict[int, float] = {}  # monotonic start of each running one
         self._keeper = ClaimKeeper(inbox, lambda: set(self.running), claim_lease)
         self._wakeup = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
@@ -100,21 +112,37 @@ class InteractionProcessor:
                     async with asyncio.timeout(RETRY_POLL_SECONDS):
                         await self._wakeup.wait()
 
-    async def _take(self) -> int:
+    def free(self) -> int:
+        """How many more may start now: fewer while acks are being answered, where a listener
+        that has run for a while (waiting on GitLab, say) no longer counts against the limit,
+        so a slow one never holds up the rest."""
         free = self.concurrency - len(self.running)
+        if self.yield_to is not None and self.yield_to():
+            recent = time.monotonic() - SLOW_LISTENER_SECONDS
+            fresh = sum(1 for started in self._started.values() if started > recent)
+            free = min(free, self.yielding_concurrency - fresh)
+        return free
+
+    async def _take(self) -> int:
+        free = self.free()
         if free <= 0:
-            await asyncio.wait(set(self.running.values()), return_when=asyncio.FIRST_COMPLETED)
+            # a short wait: when the edge falls idle the limit rises before any finishes
+            await asyncio.wait(
+                set(self.running.values()), timeout=LIMIT_POLL_SECONDS, return_when=FIRST
+            )
             return 1
         items = await self.inbox.claim(free, lease=self.claim_lease, skip=set(self.running))
         for item in items:
             task = asyncio.get_running_loop().create_task(self._process(item))
             self.running[item.id] = task
+            self._started[item.id] = time.monotonic()
             task.add_done_callback(self._forget(item.id))
         return len(items)
 
     def _forget(self, item_id: int) -> Callable[[asyncio.Task[None]], None]:
         def forget(_: asyncio.Task[None]) -> None:
             self.running.pop(item_id, None)
+            self._started.pop(item_id, None)
 
         return forget
 

@@ -65,9 +65,21 @@ class SlackEdge:
         self.wake = wake
         self.signing_secret = signing_secret
         self.clock = clock
+        self.in_flight = 0  # requests being answered now (the processor yields to them)
+
+    def busy(self) -> bool:
+        """True while Slack waits for an answer from this edge."""
+        return self.in_flight > 0
 
     async def http(self, request: web.Request) -> web.Response:
         """``POST /slack/events``: 401 unless signed; then the verdict's answer."""
+        self.in_flight += 1
+        try:
+            return await self._http(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _http(self, request: web.Request) -> web.Response:
         raw = await request.read()  # aiohttp answers 413 past client_max_size
         if self.signing_secret is None or not signature_ok(
             self.signing_secret, request.headers, raw, self.clock()
@@ -82,6 +94,13 @@ class SlackEdge:
 
     async def socket(self, envelope_type: str, payload: Any) -> Answer:
         """A Socket Mode envelope's payload; the caller acks the envelope with the answer."""
+        self.in_flight += 1
+        try:
+            return await self._socket(envelope_type, payload)
+        finally:
+            self.in_flight -= 1
+
+    async def _socket(self, envelope_type: str, payload: Any) -> Answer:
         if not isinstance(payload, dict):
             return await self.answer(Ignore("payload is not an object"))
         if envelope_type == "slash_commands":

@@ -131,6 +131,11 @@ class Inbox:
         self.max_batch = max_batch
         self._queue: list[tuple[Delivery, asyncio.Future[bool]]] = []
         self._writer: asyncio.Task[None] | None = None
+        # One statement for every batch size: executed with a list of rows, SQLAlchemy sends
+        # it as one multi-row INSERT (insertmanyvalues) from a compiled form it caches, where a
+        # .values() of N rows would be compiled anew for each new N.
+        insert = db.insert(table).on_conflict_do_nothing(index_elements=[table.c.key])
+        self._put_stmt = insert.returning(table.c.key)
 
     async def put(self, delivery: Delivery) -> bool:
         """Store ``delivery`` durably; False when its key is already stored (a redelivery).
@@ -175,10 +180,9 @@ class Inbox:
     async def put_many(self, deliveries: Sequence[Delivery]) -> list[bool]:
         """Store several deliveries in one transaction; for each, False when already stored."""
         at = now()
-        stmt = self.db.insert(self.table).values([_values(d, at) for d in deliveries])
-        stmt = stmt.on_conflict_do_nothing(index_elements=[self.table.c.key])
+        rows = [_values(d, at) for d in deliveries]
         async with self.gate.hold(urgent=True), self.db.write() as conn:
-            stored = set((await conn.execute(stmt.returning(self.table.c.key))).scalars())
+            stored = set((await conn.execute(self._put_stmt, rows)).scalars())
         seen: set[str] = set()
         result = []
         for delivery in deliveries:

@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Callable
-from typing import Any
-
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
+from typing import TYPE_CHECKING, Any
 
 from bot.errors import ExternalError
+
+if TYPE_CHECKING:
+    from botocore.config import Config
 
 MISSING = ("NoSuchKey", "404", "NoSuchBucket")
 
 
 def client_config(timeout: float, attempts: int = 3) -> Config:
     """Timeouts on every call, and botocore's bounded standard retries for transient errors."""
+    from botocore.config import Config  # deferred: botocore is slow to import, used late
+
     return Config(
         connect_timeout=timeout,
         read_timeout=timeout,
@@ -36,7 +38,7 @@ class AwsClients:
         self._lock = threading.Lock()  # clients are first used from worker threads
 
     def client(self, service: str) -> Any:
-        return LazyClient(lambda: self._build(service))
+        return LazyClient(lambda: self._build(service), region=self.region)
 
     def _build(self, service: str) -> Any:
         with self._lock:
@@ -53,19 +55,36 @@ class AwsClients:
 
 
 class LazyClient:
-    """Stands for a boto3 client that is built when first used."""
+    """Stands for a boto3 client that is built when first used. Its ``meta.region_name`` is
+    known without building it (adapters read it when they are wired)."""
 
-    def __init__(self, build: Callable[[], Any]) -> None:
+    def __init__(self, build: Callable[[], Any], *, region: str | None = None) -> None:
         self._build = build
         self._client: Any = None
         self._lock = threading.Lock()
+        if region:
+            self.meta = LazyMeta(self, region)
 
-    def __getattr__(self, name: str) -> Any:
+    def built(self) -> Any:
         if self._client is None:
             with self._lock:
                 if self._client is None:
                     self._client = self._build()
-        return getattr(self._client, name)
+        return self._client
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.built(), name)
+
+
+class LazyMeta:
+    """A client's ``meta``: the region as configured, anything else from the built client."""
+
+    def __init__(self, client: LazyClient, region: str) -> None:
+        self._client = client
+        self.region_name = region
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._client.built().meta, name)
 
 
 def aws_client(service: str, *, region: str, endpoint_url: str | None, timeout: float) -> Any:
@@ -85,6 +104,8 @@ class S3Objects:
         return await asyncio.to_thread(self.read_sync, bucket, key)
 
     def read_sync(self, bucket: str, key: str) -> bytes | None:
+        from botocore.exceptions import BotoCoreError, ClientError  # loaded by the client
+
         try:
             response = self.client.get_object(Bucket=bucket, Key=key)
             body: bytes = response["Body"].read(self.max_bytes + 1)
