@@ -80,12 +80,23 @@ async def test_a_queued_deploy_is_reopened_once_it_has_stayed_unowned_for_the_le
     diffing = await store.deployments.create(a_deploy("dev", DeployState.QUEUED, COMPUTING))
     await store.deployments.create(a_deploy("prod", DeployState.AWAITING_APPROVAL))
     leader = Leader(store, lone=False)
+    await leader.look()  # a leader's later looks: its replica may be opening it right now
+    assert leader.opened == []
 
-    assert await leader.look(first=True) == []  # its replica may be opening it right now
     await asyncio.sleep(LEASE + 0.1)
     assert await leader.look() == [queued.id]  # the diff being computed waits longer
     assert await leader.look() == [queued.id]  # once per wait, not on every look
     assert diffing.id not in leader.opened
+
+
+async def test_a_new_leader_reopens_what_waits_on_its_first_look(store: Store) -> None:
+    """Leadership moved because a replica died or stopped: what waits is not left to wait
+    out the diff's patience (on PostgreSQL too, where other replicas may live)."""
+    queued = await store.deployments.create(a_deploy("stg", DeployState.QUEUED))
+    diffing = await store.deployments.create(a_deploy("dev", DeployState.QUEUED, COMPUTING))
+    leader = Leader(store, lone=False)
+
+    assert await leader.look(first=True) == [queued.id, diffing.id]
 
 
 async def test_a_lone_replica_reopens_what_it_finds_on_its_first_look(store: Store) -> None:

@@ -4,8 +4,9 @@ Every few seconds the leader looks for deploys that no replica's lease covers (s
 ``ownership``). A running one is resumed at once: its runner died, or stopped and handed it
 back. A queued one (or one waiting for approval whose diff is still being computed) has no
 lease while the replica that recorded it opens it, so it is reopened only once it has stayed
-unowned for the lease (plus the longest diff, while one is computed). Starting it is a
-compare-and-set, so a deploy two replicas open still starts once.
+unowned for the lease (plus the longest diff, while one is computed), or at once on a new
+leader's first look. Starting it is a compare-and-set, so a deploy two replicas open still
+starts once.
 """
 
 from __future__ import annotations
@@ -59,14 +60,16 @@ class Adoption:
 
     def waited(self, d: Deployment, *, first: bool) -> bool:
         """Whether the queued ``d`` has stayed unowned long enough to be this replica's. What
-        a lone replica (SQLite) finds on its first look is a dead predecessor's: at once."""
+        a new leader finds on its first look is reopened at once: leadership moves when a
+        replica died or stopped, and a deploy must not wait out the diff's patience behind
+        it. Reopening one a live replica is still opening costs at most a second diff (read
+        only); its card is an outbox entry and its start a compare-and-set."""
         own = self.runner.own
         at = asyncio.get_running_loop().time()
         lease = own.lease.seconds if own is not None else 0.0
         patience = lease + (DIFF_PATIENCE_SECONDS if d.diff == COMPUTING else 0.0)
-        lone = own is None or own.lone
         since = self.sightings.setdefault(d.id, at)
-        if not (first and lone) and at - since < patience:
+        if not first and at - since < patience:
             return False
         self.sightings[d.id] = at  # reopened now; again only after another wait
         return True
