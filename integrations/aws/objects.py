@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -60,6 +61,44 @@ def split_lines(stream: Readable, max_line: int = MAX_LINE_BYTES) -> Iterator[by
         yield pending
 
 
+@dataclass(frozen=True)
+class Connect:
+    """Builds, in another process, an S3 client like a given one (boto3 clients do not cross
+    processes): the same region, endpoint and config (timeouts, retries), and the credentials
+    the client was made with, frozen, or else the default chain (environment, role)."""
+
+    region: str | None
+    endpoint_url: str | None
+    config: Any
+    credentials: tuple[str, str, str | None] | None = None
+
+    @classmethod
+    def like(cls, client: Any) -> Connect:
+        meta = client.meta
+        signer = getattr(client, "_request_signer", None)  # botocore keeps them there
+        found = getattr(signer, "_credentials", None)
+        frozen = found.get_frozen_credentials() if found is not None else None
+        credentials = (frozen.access_key, frozen.secret_key, frozen.token) if frozen else None
+        return cls(meta.region_name, meta.endpoint_url, meta.config, credentials)
+
+    def __call__(self) -> Any:
+        import boto3  # in the worker process
+
+        keys = self.credentials or (None, None, None)
+        return boto3.session.Session().client(
+            "s3",
+            region_name=self.region,
+            endpoint_url=self.endpoint_url,
+            config=self.config,
+            aws_access_key_id=keys[0],
+            aws_secret_access_key=keys[1],
+            aws_session_token=keys[2],
+        )
+
+    def __repr__(self) -> str:  # never the keys
+        return f"Connect(region={self.region!r}, endpoint_url={self.endpoint_url!r})"
+
+
 class ObjectLines:
     """Lists and streams S3 objects through one boto3 client (timeouts and retries in its
     config, see ``client_config``)."""
@@ -73,13 +112,19 @@ class ObjectLines:
     ) -> Iterator[str]:
         """Keys that may hold records of [start, end]: the hour partitions' objects, or (flat
         layout) every object under the prefix last modified in that span."""
+        yield from (key for key, _ in self.sized(where, start, end, partitioned=partitioned))
+
+    def sized(
+        self, where: S3Prefix, start: datetime, end: datetime, *, partitioned: bool = True
+    ) -> Iterator[tuple[str, int]]:
+        """The same keys as ``keys``, each with its size in bytes (as stored)."""
         if partitioned:
             for prefix in hour_prefixes(where, start, end):
-                yield from (o["Key"] for o in self._listing(where.bucket, prefix))
+                yield from ((o["Key"], o["Size"]) for o in self._listing(where.bucket, prefix))
             return
         for item in self._listing(where.bucket, where.prefix):
             if start <= item["LastModified"] <= end:
-                yield item["Key"]
+                yield item["Key"], item["Size"]
 
     def _listing(self, bucket: str, prefix: str) -> Iterator[dict[str, Any]]:
         kwargs: dict[str, Any] = {"Bucket": bucket, "Prefix": prefix, "MaxKeys": PAGE}

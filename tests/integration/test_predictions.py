@@ -16,6 +16,7 @@ from bot.domain.monitoring.records import S3Prefix, Window
 from bot.domain.monitoring.reference import Reference
 from bot.domain.monitoring.window import WindowCounts
 from bot.errors import ExternalError
+from integrations.aws.objects import Connect
 from integrations.aws.predictions import PredictionLogs
 from tests.moto_server import MotoServer, moto_fixtures
 
@@ -184,3 +185,58 @@ async def test_a_flat_prefix_is_read_by_last_modified(moto: MotoServer, s3: Any)
     scan = await logs.scan(reference(), S3Prefix(BUCKET, "flat/"), window)
 
     assert scan.objects == 2 and scan.records == 30 and scan.outside == 30
+
+
+async def test_worker_processes_fold_what_one_process_folds(moto: MotoServer, s3: Any) -> None:
+    rng = random.Random(7)
+    records = in_window(rng, 0, 900)
+    junk = [b"not json", b'{"time": "2025-06-01T10:01:00Z", "features": 3}', b'{"time": 0}']
+    late = [record(rng, 9000, START + timedelta(minutes=20))]
+    put(s3, f"{PREDICTIONS.prefix}2025/06/01/10/a.jsonl.gz", dumps(records[:400]), zipped=True)
+    put(
+        s3,
+        f"{PREDICTIONS.prefix}2025/06/01/10/b.jsonl",
+        dumps(records[400:700]) + junk,
+        zipped=False,
+    )
+    put(s3, f"{PREDICTIONS.prefix}2025/06/01/10/c.jsonl", dumps(late + records[700:]), zipped=False)
+    s3.put_object(Bucket=BUCKET, Key=f"{PREDICTIONS.prefix}2025/06/01/10/d.gz", Body=b"\x1f\x8bxx")
+    labels = [
+        {"time": stamp(START), "id": r["id"], "label": "ok" if i % 3 else "fraud"}
+        for i, r in enumerate(records[::2])
+    ]
+    put(s3, f"{LABELS.prefix}2025/06/01/10/l.jsonl", dumps(labels), zipped=False)
+    ref = reference()
+
+    def reader(workers: int) -> PredictionLogs:
+        return PredictionLogs(
+            moto.client("s3"), batch=128, workers=workers, parallel_bytes=0, max_labels=200
+        )
+
+    alone = await reader(1).scan(ref, PREDICTIONS, WINDOW, LABELS)
+    apart = await reader(2).scan(ref, PREDICTIONS, WINDOW, LABELS)
+
+    assert apart.objects == alone.objects == 3 and apart.records == alone.records == 900
+    assert apart.outside == alone.outside == 2
+    for name, tally in alone.counts.tallies.items():
+        assert apart.counts.tallies[name].counts.tolist() == tally.counts.tolist(), name
+    assert list(apart.skipped.counts.items()) == list(alone.skipped.counts.items())
+    assert apart.skipped.examples == alone.skipped.examples
+    assert apart.skipped.examples['records without a "features" object'].endswith("b.jsonl:302")
+    assert alone.labels is not None and alone.labels.rate < 1.0  # the sample halved
+    assert (apart.joined.labelled, apart.joined.correct) == (
+        alone.joined.labelled,
+        alone.joined.correct,
+    )
+    assert alone.joined.labelled == len(alone.labels.labels) > 50
+
+
+def test_a_worker_builds_a_client_like_the_bots_without_showing_its_keys(
+    moto: MotoServer, s3: Any
+) -> None:
+    connect = Connect.like(moto.client("s3"))
+    assert connect.endpoint_url == moto.endpoint_url and connect.region == "us-east-1"
+    assert connect.credentials is not None and "testing" not in repr(connect)
+    assert connect().list_buckets()["Buckets"][0]["Name"] == BUCKET
+    with pytest.raises(ValueError, match="workers must be at least 1, not 0"):
+        PredictionLogs(s3, workers=0)

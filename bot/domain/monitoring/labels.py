@@ -77,6 +77,14 @@ class Joined:
             self.labelled += 1
             self.correct += category(predicted) == labels[key]
 
+    def add_pairs(self, sample: LabelSample, pairs: list[tuple[str, str | None]]) -> None:
+        """(id key, predicted category) pairs, as a worker process sends them back."""
+        labels = sample.labels
+        for key, predicted in pairs:
+            if key in labels:
+                self.labelled += 1
+                self.correct += predicted == labels[key]
+
     def merge(self, other: Joined) -> None:
         self.labelled += other.labelled
         self.correct += other.correct

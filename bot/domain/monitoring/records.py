@@ -7,14 +7,20 @@ import json
 import math
 import re
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import repeat
 from typing import Any
 
 import orjson
 
+from bot.domain.monitoring.times import epochs
+
 MAX_LINE_BYTES = 1024 * 1024
 DECODER = json.JSONDecoder()
+NO_TIME = 'records without a "time" (ISO 8601 or epoch seconds)'
+NO_FEATURES = 'records without a "features" object'
 S3_URL = re.compile(r"s3://(?P<bucket>[a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(?:/(?P<prefix>[^\s]*))?")
 
 
@@ -96,6 +102,18 @@ class Skipped:
         ]
 
 
+def objects(lines: Sequence[bytes]) -> list[dict[str, Any]] | None:
+    """Every line as an object, when each one is a JSON object orjson reads; else None (then
+    the lines are read one by one with ``decode``, which says what is wrong with which)."""
+    if not lines or max(map(len, lines)) > MAX_LINE_BYTES:
+        return None
+    try:
+        records = list(map(orjson.loads, lines))
+    except orjson.JSONDecodeError:
+        return None
+    return records if set(map(type, records)) == {dict} else None
+
+
 def decode(line: bytes, where: str, skipped: Skipped) -> dict[str, Any] | None:
     """One JSON Lines line as an object, or None (counted in ``skipped``)."""
     if len(line) > MAX_LINE_BYTES:
@@ -128,18 +146,54 @@ class PredictionBatch:
     ids: list[Any] = field(default_factory=list)
     outside: int = 0
 
+    def take(self, lines: Sequence[bytes], key: str, first: int) -> None:
+        """Keeps the lines' records that are in the window and well formed; ``first`` is the
+        number of the first line in the object. Column-wise when every line is a JSON object,
+        else line by line; either way the same records are kept and the same lines counted."""
+        records = objects(lines)
+        if records is None:
+            for number, line in enumerate(lines, start=first):
+                record = decode(line, f"{key}:{number}", self.skipped)
+                if record is not None:
+                    self.accept(record, f"{key}:{number}")
+            return
+        self._columns(records, key, first)
+
+    def _columns(self, records: list[dict[str, Any]], key: str, first: int) -> None:
+        import numpy as np
+
+        when = epochs(list(map(dict.get, records, repeat("time"))), epoch)
+        features: list[Any] = list(map(dict.get, records, repeat("features")))
+        timed = ~np.isnan(when)
+        inside = timed & (when >= self.start) & (when < self.end)
+        shaped = np.fromiter(map(isinstance, features, repeat(dict)), bool, len(features))
+        for i in np.flatnonzero(~timed | (inside & ~shaped)).tolist():
+            self.skipped.add(NO_TIME if not timed[i] else NO_FEATURES, f"{key}:{first + i}")
+        self.outside += int(np.count_nonzero(timed & ~inside))
+        kept = inside & shaped
+        predictions = list(map(dict.get, records, repeat("prediction")))
+        ids = list(map(dict.get, records, repeat("id")))
+        if not kept.all():
+            rows = np.flatnonzero(kept).tolist()
+            features = [features[i] for i in rows]
+            predictions = [predictions[i] for i in rows]
+            ids = [ids[i] for i in rows]
+        self.features.extend(features)
+        self.predictions.extend(predictions)
+        self.ids.extend(ids)
+
     def accept(self, record: dict[str, Any], where: str) -> bool:
         """Keeps a record that is in the window and well formed; True when kept."""
         when = epoch(record.get("time"))
         if when is None:
-            self.skipped.add('records without a "time" (ISO 8601 or epoch seconds)', where)
+            self.skipped.add(NO_TIME, where)
             return False
         if not self.start <= when < self.end:
             self.outside += 1
             return False
         features = record.get("features")
         if not isinstance(features, dict):
-            self.skipped.add('records without a "features" object', where)
+            self.skipped.add(NO_FEATURES, where)
             return False
         self.features.append(features)
         self.predictions.append(record.get("prediction"))
