@@ -75,7 +75,7 @@ class Worker:
         max_attempts: int = 8,
         prune_every: float = 600.0,
         max_unsettled: int = 5000,
-        claim_lease: float = 30.0,
+        claim_lease: float = 10.0,
         clock: Clock = utcnow,
         metrics: Metrics | None = None,
     ) -> None:

@@ -40,7 +40,7 @@ class InteractionProcessor:
         metrics: Metrics,
         *,
         concurrency: int = 8,
-        claim_lease: float = 30.0,
+        claim_lease: float = 10.0,
         yield_to: Callable[[], bool] | None = None,
         yielding_concurrency: int = 2,
     ) -> None:

@@ -83,8 +83,8 @@ DESCRIPTIONS: dict[str, Doc] = {
     ),
     "store.claim_lease_seconds": D(
         "How long a replica's claim on a recorded request lasts unrenewed; a request claimed "
-        "by a replica that died runs elsewhere after this.",
-        "30",
+        "by a replica that died runs elsewhere after this (renewed every third of it).",
+        "10",
     ),
     "server": D("The HTTP listener: /slack/events, /gitlab/webhook, /healthz, /readyz, /metrics."),
     "server.host": D("Address to listen on (`0.0.0.0` in a container).", '"0.0.0.0"'),

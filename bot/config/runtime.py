@@ -14,7 +14,7 @@ class StoreSettings(Strict):
     timeout_seconds: float = Field(default=10.0, gt=0, le=120)
     leader_lease_seconds: float = Field(default=10.0, ge=2, le=600)
     leader_renew_seconds: float = Field(default=2.0, gt=0, le=300)
-    claim_lease_seconds: float = Field(default=30.0, ge=3, le=3600)
+    claim_lease_seconds: float = Field(default=10.0, ge=3, le=3600)
 
     @model_validator(mode="after")
     def renew_well_within_lease(self) -> Self:
