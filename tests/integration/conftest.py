@@ -10,9 +10,12 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from kubernetes.aio.client import ApiClient, BatchV1Api, CoreV1Api
 from sqlalchemy.engine import make_url
 
 from bot.store import Store
+from integrations.kubernetes.cluster import api_client
+from tests.kube import FakeKubelet
 from tests.pg import PostgresUnavailable, running_postgres
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
@@ -75,3 +78,32 @@ async def empty_store(store_url: str) -> AsyncIterator[Store]:
 async def store(empty_store: Store) -> Store:
     await empty_store.migrate()
     return empty_store
+
+
+# The Kubernetes tests' shared pieces (the control plane itself comes from tests/conftest.py).
+KUBE_NS = "default"
+
+
+@pytest.fixture
+async def kube_api(kubeconfig: Path) -> AsyncIterator[ApiClient]:
+    api = await api_client(kubeconfig)
+    yield api
+    await api.close()  # type: ignore[no-untyped-call]
+
+
+@pytest.fixture
+def labels() -> dict[str, str]:
+    """Labels unique to the test, so its selector sees only its own jobs."""
+    return {"app.kubernetes.io/managed-by": "mlops-bot", "mlops-bot/test": uuid.uuid4().hex[:10]}
+
+
+@pytest.fixture
+def selector(labels: dict[str, str]) -> str:
+    return ",".join(f"{key}={value}" for key, value in labels.items())
+
+
+@pytest.fixture
+async def kubelet(kube_api: ApiClient, selector: str) -> AsyncIterator[FakeKubelet]:
+    kubelet = FakeKubelet(CoreV1Api(kube_api), KUBE_NS)
+    yield kubelet
+    await kubelet.clean_up(BatchV1Api(kube_api), selector)

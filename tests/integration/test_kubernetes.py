@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import structlog
-from kubernetes.aio.client import ApiClient, BatchV1Api, CoreV1Api, V1Job
+from kubernetes.aio.client import ApiClient, BatchV1Api, V1Job
 
 from bot.errors import Conflict, ExternalError, UserInputError
 from bot.ports import JobSpec, JobUpdate
@@ -37,35 +37,10 @@ UPDATE_TIMEOUT = 30.0
 
 
 @pytest.fixture
-async def kube_api(kubeconfig: Path) -> AsyncIterator[ApiClient]:
-    api = await api_client(kubeconfig)
-    yield api
-    await api.close()  # type: ignore[no-untyped-call]
-
-
-@pytest.fixture
 async def cluster(kubeconfig: Path) -> AsyncIterator[KubernetesCluster]:
     cluster = await KubernetesCluster.from_kubeconfig(kubeconfig, watch_seconds=3)
     yield cluster
     await cluster.close()
-
-
-@pytest.fixture
-def labels() -> dict[str, str]:
-    """Labels unique to the test, so its selector sees only its own jobs."""
-    return {"app.kubernetes.io/managed-by": "mlops-bot", "mlops-bot/test": uuid.uuid4().hex[:10]}
-
-
-@pytest.fixture
-def selector(labels: dict[str, str]) -> str:
-    return ",".join(f"{key}={value}" for key, value in labels.items())
-
-
-@pytest.fixture
-async def kubelet(kube_api: ApiClient, selector: str) -> AsyncIterator[FakeKubelet]:
-    kubelet = FakeKubelet(CoreV1Api(kube_api), NS)
-    yield kubelet
-    await kubelet.clean_up(BatchV1Api(kube_api), selector)
 
 
 def job_spec(labels: dict[str, str], *, gpus: int = 1, **changes: Any) -> JobSpec:

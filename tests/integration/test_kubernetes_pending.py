@@ -19,19 +19,12 @@ from typing import Any
 import pytest
 from kubernetes.aio.client import ApiClient, BatchV1Api, CoreV1Api
 
-from integrations.kubernetes.cluster import KubernetesCluster, api_client
+from integrations.kubernetes.cluster import KubernetesCluster
 from tests.integration.test_kubernetes import IMAGE, job_spec, next_update
 from tests.kube import NODE_GPUS, FakeKubelet, eventually
 
 NS = "default"
 QUOTA = "gpu-quota"
-
-
-@pytest.fixture
-async def kube_api(kubeconfig: Path) -> AsyncIterator[ApiClient]:
-    api = await api_client(kubeconfig)
-    yield api
-    await api.close()  # type: ignore[no-untyped-call]
 
 
 @pytest.fixture
@@ -41,23 +34,6 @@ async def cluster(kubeconfig: Path) -> AsyncIterator[KubernetesCluster]:
     )
     yield cluster
     await cluster.close()
-
-
-@pytest.fixture
-def labels() -> dict[str, str]:
-    return {"app.kubernetes.io/managed-by": "mlops-bot", "mlops-bot/test": uuid.uuid4().hex[:10]}
-
-
-@pytest.fixture
-def selector(labels: dict[str, str]) -> str:
-    return ",".join(f"{key}={value}" for key, value in labels.items())
-
-
-@pytest.fixture
-async def kubelet(kube_api: ApiClient, selector: str) -> AsyncIterator[FakeKubelet]:
-    kubelet = FakeKubelet(CoreV1Api(kube_api), NS)
-    yield kubelet
-    await kubelet.clean_up(BatchV1Api(kube_api), selector)
 
 
 @pytest.fixture
