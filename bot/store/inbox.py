@@ -8,13 +8,17 @@ Any replica may process any pending row: it ``claim``s a batch first (``FOR UPDA
 LOCKED`` on PostgreSQL, so replicas claiming together take different rows; SQLite's single
 writer needs nothing), which hides the rows from the others until ``claimed_until``. The
 claimer renews its claims while it works on them; a replica that dies holding claims leaves
-them to the others once they lapse.
+them to the others once they lapse. The replica that stores a delivery has the first refusal
+of it: the row is written claimed for ``first_refusal`` seconds, during which only that replica
+(which knows the row's id) claims it, so the one that answered Slack runs what it answered
+unless it is too busy or dies.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextvars
+import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -81,7 +85,7 @@ class BatchResult:
     failed: dict[int, str] = field(default_factory=dict)
 
 
-def _values(delivery: Delivery, at: datetime) -> dict[str, Any]:
+def _values(delivery: Delivery, at: datetime, refusal: timedelta) -> dict[str, Any]:
     return {
         "key": delivery.key,
         "kind": delivery.kind,
@@ -91,16 +95,21 @@ def _values(delivery: Delivery, at: datetime) -> dict[str, Any]:
         "received_at": at,
         "attempts": 0,
         "done_at": at if delivery.ignored else None,
+        "claimed_until": None if delivery.ignored or not refusal else at + refusal,
     }
 
 
-def _due(table: sa.Table, at: datetime) -> sa.ColumnElement[bool]:
-    """Pending, not waiting for a retry, and claimed by nobody (or by a lapsed claim)."""
+def _due(table: sa.Table, at: datetime, mine: Collection[int] = ()) -> sa.ColumnElement[bool]:
+    """Pending, not waiting for a retry, and claimed by nobody (or by a lapsed claim), or
+    one of ``mine``: rows this replica stored and holds the first refusal of."""
     c = table.c
+    unclaimed = sa.or_(c.claimed_until.is_(None), c.claimed_until <= at)
+    if mine:
+        unclaimed = sa.or_(unclaimed, c.id.in_(list(mine)))
     return sa.and_(
         c.status == Status.PENDING,
         sa.or_(c.retry_at.is_(None), c.retry_at <= at),
-        sa.or_(c.claimed_until.is_(None), c.claimed_until <= at),
+        unclaimed,
     )
 
 
@@ -124,18 +133,21 @@ class Inbox:
         table: sa.Table = inbox,
         gate: WriteGate | None = None,
         max_batch: int = 500,
+        first_refusal: float = 2.0,
     ) -> None:
         self.db = db
         self.table = table
         self.gate = gate or WriteGate(enabled=db.engine.dialect.name == "sqlite")
         self.max_batch = max_batch
+        self.first_refusal = timedelta(seconds=first_refusal)
+        self._mine: dict[int, float] = {}  # id -> monotonic end of its first refusal
         self._queue: list[tuple[Delivery, asyncio.Future[bool]]] = []
         self._writer: asyncio.Task[None] | None = None
         # One statement for every batch size: executed with a list of rows, SQLAlchemy sends
         # it as one multi-row INSERT (insertmanyvalues) from a compiled form it caches, where a
         # .values() of N rows would be compiled anew for each new N.
         insert = db.insert(table).on_conflict_do_nothing(index_elements=[table.c.key])
-        self._put_stmt = insert.returning(table.c.key)
+        self._put_stmt = insert.returning(table.c.id, table.c.key)
 
     async def put(self, delivery: Delivery) -> bool:
         """Store ``delivery`` durably; False when its key is already stored (a redelivery).
@@ -180,9 +192,15 @@ class Inbox:
     async def put_many(self, deliveries: Sequence[Delivery]) -> list[bool]:
         """Store several deliveries in one transaction; for each, False when already stored."""
         at = now()
-        rows = [_values(d, at) for d in deliveries]
+        rows = [_values(d, at, self.first_refusal) for d in deliveries]
         async with self.gate.hold(urgent=True), self.db.write() as conn:
-            stored = set((await conn.execute(self._put_stmt, rows)).scalars())
+            inserted = await conn.execute(self._put_stmt, rows)
+            ids = {key: row_id for row_id, key in inserted}
+        stored = set(ids)
+        until = time.monotonic() + self.first_refusal.total_seconds()
+        for delivery in deliveries:
+            if delivery.key in ids and not delivery.ignored and self.first_refusal:
+                self._mine[ids[delivery.key]] = until
         seen: set[str] = set()
         result = []
         for delivery in deliveries:
@@ -192,9 +210,16 @@ class Inbox:
 
     async def next_batch(self, limit: int, *, skip: Collection[int] = ()) -> list[InboxItem]:
         """The oldest pending deliveries that are due and unclaimed, leaving out ``skip``."""
-        query = self._oldest_due(sa.select(self.table), limit, skip)
+        query = self._oldest_due(sa.select(self.table), limit, skip, mine=self._refusals())
         async with self.db.read() as conn:
             return [_item(row) for row in await conn.execute(query)]
+
+    def _refusals(self) -> list[int]:
+        """The rows this replica stored whose first refusal has not run out."""
+        clock = time.monotonic()
+        for row_id in [i for i, until in self._mine.items() if until <= clock]:
+            del self._mine[row_id]
+        return list(self._mine)
 
     async def claim(
         self, limit: int, *, lease: float, skip: Collection[int] = ()
@@ -204,16 +229,18 @@ class Inbox:
         t = self.table
         if not await self.next_batch(1, skip=skip):
             return []  # a read first: idle polls take no write lock
-        at = now()
-        pick = self._oldest_due(sa.select(t.c.id), limit, skip, at=at)
+        at, mine = now(), self._refusals()
+        pick = self._oldest_due(sa.select(t.c.id), limit, skip, at=at, mine=mine)
         pick = pick.with_for_update(skip_locked=True)
         async with self.gate.hold(), self.db.write() as conn:
             ids = list((await conn.scalars(pick)).all())
             if not ids:
                 return []
-            stmt = t.update().where(t.c.id.in_(ids), _due(t, at))
+            stmt = t.update().where(t.c.id.in_(ids), _due(t, at, mine))
             stmt = stmt.values(claimed_until=at + timedelta(seconds=lease)).returning(*t.c)
             rows = (await conn.execute(stmt)).all()
+        for row in rows:
+            self._mine.pop(row.id, None)
         return sorted((_item(row) for row in rows), key=lambda item: item.id)
 
     def _oldest_due(
@@ -223,9 +250,10 @@ class Inbox:
         skip: Collection[int],
         *,
         at: datetime | None = None,
+        mine: Collection[int] = (),
     ) -> sa.Select[Any]:
         t = self.table
-        query = query.where(_due(t, at or now())).order_by(t.c.id).limit(limit)
+        query = query.where(_due(t, at or now(), mine)).order_by(t.c.id).limit(limit)
         return query.where(t.c.id.not_in(list(skip))) if skip else query
 
     async def renew_claims(self, ids: Collection[int], *, lease: float) -> None:

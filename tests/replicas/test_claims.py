@@ -29,7 +29,9 @@ def a_click(n: int) -> Delivery:
 
 
 async def record(inbox: Inbox, count: int) -> None:
-    await inbox.put_many([a_click(n) for n in range(count)])
+    """Store ``count`` rows as a replica that keeps no first refusal of them (a third one)."""
+    recorder = Inbox(inbox.db, table=inbox.table, first_refusal=0)
+    await recorder.put_many([a_click(n) for n in range(count)])
 
 
 async def claim_until_empty(inbox: Inbox, taken: list[str]) -> None:
@@ -63,6 +65,20 @@ async def test_a_claim_hides_rows_until_it_lapses_unless_renewed(
     await asyncio.sleep(0.5)  # the second claim lapsed (its replica died), the first renewed
     taken = await replica.interactions.claim(10, lease=30)
     assert [i.key for i in taken] == ["trigger:1"]
+
+
+async def test_the_replica_that_stored_a_row_has_the_first_refusal_of_it(
+    store: Store, replica: Store
+) -> None:
+    store.interactions.first_refusal = timedelta(seconds=0.5)
+    await store.interactions.put_many([a_click(n) for n in range(3)])
+    assert await replica.interactions.claim(10, lease=30) == []  # refused to the others
+    (first,) = await store.interactions.claim(1, lease=30)  # its own, at once
+    assert first.key == "trigger:0"
+    await asyncio.sleep(0.6)  # too busy to take the rest: they go to whoever looks next
+    taken = await replica.interactions.claim(10, lease=30)
+    assert [i.key for i in taken] == ["trigger:1", "trigger:2"]
+    assert await store.interactions.claim(10, lease=30) == []
 
 
 async def test_finished_or_released_rows_leave_no_claim_behind(
