@@ -1,5 +1,5 @@
 """`python -m bot` is the `mlops-bot` command."""
 
-from bot.cli import main
+from bot.entry import main
 
 raise SystemExit(main())

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
+import importlib
 import os
 import signal
 import sys
@@ -141,10 +143,10 @@ def deploys_configured(settings: Settings) -> bool:
 
 def checking_ecspresso(settings: Settings) -> Ecspresso:
     """The adapter as the bot builds it (same AWS environment), with a short timeout."""
-    from bot.wiring import aws_env
-    from integrations.ecspresso import Ecspresso
+    from integrations.ecspresso import Ecspresso, ecspresso_aws_env
 
-    return Ecspresso(settings.ecspresso.path, base_env=aws_env(settings), timeout=15.0)
+    env = ecspresso_aws_env(os.environ, settings.aws.region, settings.aws.endpoint_url)
+    return Ecspresso(settings.ecspresso.path, base_env=env, timeout=15.0)
 
 
 async def check_ecspresso_version(settings: Settings) -> list[str]:
@@ -220,13 +222,24 @@ async def migrate(settings: Settings) -> int:
     return 0
 
 
-async def serve(settings: Settings) -> int:
-    from bot import app as bot_app
+def loaded() -> None:
+    """Start-up is over (`bot.entry` held the collector off): what exists now stays out of
+    every later collection, which resumes."""
+    gc.freeze()
+    gc.enable()
 
-    if refused := await check_ecspresso_version(settings):
+
+async def serve(settings: Settings) -> int:
+    # the app's modules load (a thread) while `ecspresso version` runs (a process): one wait
+    loading = asyncio.to_thread(importlib.import_module, "bot.app")
+    refused, _ = await asyncio.gather(check_ecspresso_version(settings), loading)
+    from bot import app as bot_app  # loaded now: typed access
+
+    if refused:
         print(f"mlops-bot: not starting: {refused[0]}", file=sys.stderr)
         return 1
     bot = await bot_app.build(settings)
+    loaded()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -272,6 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # MLOPS_BOT_CONFIG everywhere, the sandbox included, unless --config names a file
     args.config = args.config or os.environ.get(CONFIG_ENV) or None
     command = args.command or "serve"
+    if command != "serve":
+        loaded()  # serve loads the app first
     if command == "check-config":
         return check_config(args.config)
     try:

@@ -47,7 +47,7 @@ from integrations.aws.alb import AlbTraffic, CloudWatchMetrics
 from integrations.aws.ecs import EcrRegistry, EcsServices
 from integrations.aws.predictions import PredictionLogs
 from integrations.aws.s3 import AwsClients, S3Objects
-from integrations.ecspresso import Ecspresso, aws_environment
+from integrations.ecspresso import Ecspresso, ecspresso_aws_env
 from integrations.gitlab import GitLabPipelines
 from integrations.slack import build_web_client
 
@@ -84,13 +84,8 @@ AWS_SECRETS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"
 
 
 def aws_env(settings: Settings) -> dict[str, str]:
-    """What ecspresso needs to reach AWS as the bot does: region, endpoint, the SDK credential
-    chain (keys, profiles, web identity, container credentials) and proxies."""
-    values = aws_environment(os.environ)
-    values["AWS_REGION"] = settings.aws.region
-    if settings.aws.endpoint_url:
-        values["AWS_ENDPOINT_URL"] = settings.aws.endpoint_url
-    return values
+    """What ecspresso gets to reach AWS as the bot does."""
+    return ecspresso_aws_env(os.environ, settings.aws.region, settings.aws.endpoint_url)
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,18 @@ def aws_environment(source: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+def ecspresso_aws_env(
+    source: Mapping[str, str], region: str, endpoint_url: str | None
+) -> dict[str, str]:
+    """What ecspresso needs to reach AWS as the bot does: region, endpoint, the SDK credential
+    chain (keys, profiles, web identity, container credentials) and proxies."""
+    values = aws_environment(source)
+    values["AWS_REGION"] = region
+    if endpoint_url:
+        values["AWS_ENDPOINT_URL"] = endpoint_url
+    return values
+
+
 def go_duration(seconds: float) -> str:
     """``seconds`` in Go's duration syntax (``870s``, ``2250ms``), for ``--timeout``."""
     millis = max(round(seconds * 1000), 1)

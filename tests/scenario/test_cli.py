@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import yaml
@@ -103,6 +106,57 @@ def test_serve_refuses_an_unmigrated_store_then_migrate_fixes_it(tmp_path: Path)
     assert migrated.returncode == 0
     assert "store schema at version" in migrated.stdout
     assert SECRET not in refused.stderr + migrated.stdout + migrated.stderr
+
+
+def test_serve_collects_garbage_once_started(tmp_path: Path) -> None:
+    """Start-up holds the collector off (bot.entry); serving must turn it back on."""
+    port = free_port()
+    env = {
+        "MLOPS_BOT_STORE_URL": f"sqlite:///{tmp_path / 'bot.db'}",
+        "SLACK_BOT_TOKEN": SECRET,
+        "SLACK_SIGNING_SECRET": "shh-signing",
+        "MLOPS_BOT_PORT": str(port),
+    }
+    assert run("migrate", env=env).returncode == 0
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "MLOPS_BOT_"))}
+    serving = subprocess.Popen(
+        [sys.executable, "-m", "bot", "serve"],
+        cwd=ROOT,
+        env=base | env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        first = gen0_collections(port)
+        for _ in range(100):  # each request leaves garbage behind
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5).close()
+        assert gen0_collections(port) > first
+    finally:
+        serving.terminate()
+        serving.wait(timeout=30)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def gen0_collections(port: int, wait: float = 30) -> float:
+    """python_gc_collections_total for generation 0 from the bot's /metrics, once it answers."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+                text = answer.read().decode()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    line = next(ln for ln in text.splitlines() if ln.startswith("python_gc_collections_total"))
+    assert 'generation="0"' in line
+    return float(line.split()[-1])
 
 
 def test_audit_prints_lines_and_json(tmp_path: Path) -> None:

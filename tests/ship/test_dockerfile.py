@@ -259,7 +259,7 @@ def test_the_build_context_makes_a_wheel_that_runs(tmp_path: Path) -> None:
     with zipfile.ZipFile(wheel) as archive:
         names = set(archive.namelist())
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
-        assert "mlops-bot = bot.cli:main" in archive.read(entry_points).decode()
+        assert "mlops-bot = bot.entry:main" in archive.read(entry_points).decode()
     for package in ("bot/cli.py", "handlers/commands.py", "integrations/slack.py"):
         assert package in names
     assert "bot/sandbox/sample-config.yaml" in names
@@ -268,8 +268,9 @@ def test_the_build_context_makes_a_wheel_that_runs(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys; sys.path.insert(0, sys.argv[1]); import bot.cli; "
-            "assert bot.cli.__file__.startswith(sys.argv[1]); bot.cli.main(['--help'])",
+            "import sys; sys.path.insert(0, sys.argv[1]); import bot.cli, bot.entry; "
+            "assert bot.cli.__file__.startswith(sys.argv[1]); "
+            "sys.argv[1:] = ['--help']; bot.entry.main()",
             str(wheel),
         ],
         capture_output=True,
