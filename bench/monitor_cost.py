@@ -9,10 +9,11 @@ writes ``--predictions`` records (20 features: 18 numbers with ``--digits`` deci
 categories; a prediction; an id) as gzip JSON Lines into one hour partition, and labels for the
 first ``--labels`` ids. Then a fresh child process (``--measure``) imports the bot's modules,
 records its RSS, runs PredictionLogs.scan + drift() once and reports the wall time and the
-peak RSS. PredictionLogs folds the objects in ``--workers`` processes (default: its own, up to
-2); the peak RSS reported is the sum over every process of the check: the child's VmHWM plus
-each of its children's (the workers and multiprocessing's resource tracker, polled every
-20 ms). Goals: under 10 s and under 300 MB for 1,000,000 predictions.
+peak RSS. PredictionLogs folds the objects in ``--workers`` lanes (default: its own, up to 2):
+a thread of the child and ``--workers`` - 1 worker processes; the peak RSS reported is the
+sum over every process of the check: the child's VmHWM plus each of its children's (the
+workers and multiprocessing's resource tracker, polled every 20 ms). Goals: under 10 s and
+under 300 MB for 1,000,000 predictions.
 """
 
 from __future__ import annotations
@@ -216,7 +217,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-labels", type=int, default=200_000)
     parser.add_argument("--digits", type=int, default=4)
     parser.add_argument("--seed", type=int, default=1)
-    parser.add_argument("--workers", type=int, help="worker processes (default: PredictionLogs')")
+    parser.add_argument(
+        "--workers", type=int, help="lanes: this process + N-1 workers (default: PredictionLogs')"
+    )
     parser.add_argument("--measure", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--endpoint", help=argparse.SUPPRESS)
     parser.add_argument("--reference", help=argparse.SUPPRESS)

@@ -3,9 +3,10 @@ stream, and delayed labels joined by id in bounded memory (bot/domain/monitoring
 
 Each object is folded into counts of its own, added to the window's only once it was read to
 the end, so an object whose stream breaks is read again from the start (``attempts`` times)
-without counting anything twice. Objects are folded in up to ``workers`` processes at once
-(each streams its objects with its own S3 client and returns the counts; counts merge exactly,
-in key order); ``workers`` 1 folds them in a thread of this process. Memory: per process one
+without counting anything twice. Objects are folded in ``workers`` lanes at once: a thread of
+this process and ``workers - 1`` worker processes (each streams its objects with its own S3
+client and returns the counts; counts merge exactly, in key order); ``workers`` 1 folds them
+in the thread only. Memory: per process one
 chunk, one batch of ``batch`` lines and the counts; in this process at most ``max_labels``
 labels; the workers hold a 4-byte hash per sampled label and send back only the predictions
 whose id may have a label, joined here.
@@ -18,6 +19,7 @@ import multiprocessing
 import os
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -159,19 +161,35 @@ class PredictionLogs:
     async def _in_processes(
         self, jobs: list[_Fold], sample: LabelSample | None
     ) -> list[tuple[_Part | None, Skipped]]:
-        """Each object folded in a worker process; this event loop only awaits them."""
+        """Objects taken in turn by ``workers`` lanes: ``workers - 1`` worker processes and a
+        thread of this one (already loaded: a process less to pay for), results in job order."""
         connect = await asyncio.to_thread(Connect.like, self.client)
         hashes = None if sample is None else await asyncio.to_thread(label_hashes, sample)
+        processes = min(self.workers, len(jobs)) - 1
         pool = ProcessPoolExecutor(
-            max_workers=min(self.workers, len(jobs)),
+            max_workers=processes,
             mp_context=multiprocessing.get_context("spawn"),  # no fork of a threaded process
             initializer=_start_worker,
             initargs=(connect, hashes),
         )
         loop = asyncio.get_running_loop()
+        waiting = deque(enumerate(jobs))
+        results: dict[int, tuple[_Part | None, Skipped]] = {}
+
+        async def in_a_process() -> None:
+            while waiting:
+                n, job = waiting.popleft()
+                results[n] = await loop.run_in_executor(pool, _fold_in_worker, job)
+
+        async def in_this_process() -> None:
+            while waiting:
+                n, job = waiting.popleft()
+                results[n] = await asyncio.to_thread(self._read, job, sample)
+
         try:
-            futures = [loop.run_in_executor(pool, _fold_in_worker, job) for job in jobs]
-            return list(await asyncio.gather(*futures))
+            lanes = [in_a_process() for _ in range(processes)]
+            await asyncio.gather(in_this_process(), *lanes)
+            return [results[n] for n in range(len(jobs))]
         finally:
             await asyncio.to_thread(partial(pool.shutdown, wait=True, cancel_futures=True))
 
