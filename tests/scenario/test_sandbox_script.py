@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import tempfile
 import uuid
 from pathlib import Path
 
@@ -94,14 +93,15 @@ def tagged_pids(tag: str) -> set[int]:
     return found
 
 
-def sandbox_dirs() -> set[str]:
-    return {p.name for p in Path(tempfile.gettempdir()).glob("mlops-bot-sandbox-*")}
+def sandbox_dirs(under: Path) -> set[str]:
+    return {p.name for p in under.glob("mlops-bot-sandbox-*")}
 
 
 def test_quit_during_a_hanging_deploy_exits_cleanly(tmp_path: Path) -> None:
     """`quit` while ecspresso hangs: exit 0, no traceback, no process of the run left, the
     sandbox's temporary directory removed."""
-    tag, before_dirs = uuid.uuid4().hex, sandbox_dirs()
+    tag, own_tmp = uuid.uuid4().hex, tmp_path / "tmp"  # its own: other sandboxes may run
+    own_tmp.mkdir()
     script = tmp_path / "quit.txt"
     script.write_text(
         "ecspresso hang\n/train fraud ref=main\nwait until gate passed\n/deploy fraud stg\n"
@@ -113,13 +113,13 @@ def test_quit_during_a_hanging_deploy_exits_cleanly(tmp_path: Path) -> None:
         text=True,
         timeout=120,
         cwd=ROOT,
-        env=os.environ | {"MLOPS_TEST_TAG": tag},
+        env=os.environ | {"MLOPS_TEST_TAG": tag, "TMPDIR": str(own_tmp)},
         check=False,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     assert "Traceback" not in result.stdout + result.stderr
     assert tagged_pids(tag) == set()
-    assert sandbox_dirs() - before_dirs == set()
+    assert sandbox_dirs(own_tmp) == set()
 
 
 def test_ctrl_c_ends_the_interactive_console(tmp_path: Path) -> None:
