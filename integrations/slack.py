@@ -208,6 +208,21 @@ class SlackCards:
         self, channel: str, metadata: dict[str, Any], *, oldest: float, thread_ts: str | None
     ) -> tuple[str, str] | None:
         """The message in ``channel`` (or in the thread at ``thread_ts``) carrying ``metadata``."""
+        found = await self.find_message(
+            channel, lambda message: carries(message, metadata), oldest=oldest, thread_ts=thread_ts
+        )
+        return None if found is None else (found[0], str(found[1]["ts"]))
+
+    async def find_message(
+        self,
+        channel: str,
+        match: Callable[[dict[str, Any]], bool],
+        *,
+        oldest: float,
+        thread_ts: str | None = None,
+    ) -> tuple[str, dict[str, Any]] | None:
+        """The channel's id and the newest message since ``oldest`` (in the thread at
+        ``thread_ts``) that ``match`` accepts, looking through at most the adapter's pages."""
         channel_id = await self.channel_id(channel)
         method = "conversations.replies" if thread_ts else "conversations.history"
         cursor: str | None = None
@@ -217,8 +232,8 @@ class SlackCards:
             except _CALL_ERRORS as err:
                 raise send_failed(method, err) from None
             for message in page.get("messages") or []:
-                if isinstance(message, dict) and carries(message, metadata):
-                    return channel_id, str(message["ts"])
+                if isinstance(message, dict) and match(message):
+                    return channel_id, message
             cursor = (page.get("response_metadata") or {}).get("next_cursor")
             if not page.get("has_more") or not cursor:
                 return None

@@ -8,6 +8,9 @@ included); the whole upload is bounded by ``timeout``."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import structlog
@@ -44,28 +47,48 @@ class SlackFiles:
         """Shares ``data`` in ``channel`` (in the thread at ``thread_ts``); the file's id."""
         if not data:
             raise ValueError(f"{filename}: an upload needs at least one byte")
-        try:
-            async with asyncio.timeout(self._timeout):
-                channel_id = await self._cards.channel_id(channel)
-                response = await self._client.files_upload_v2(
-                    channel=channel_id,
-                    content=data,
-                    filename=filename,
-                    title=title,
-                    initial_comment=initial_comment,
-                    thread_ts=thread_ts,
-                )
-        except TimeoutError:
-            raise ExternalError(
-                f"Slack file upload of {filename} to {channel} timed out after {self._timeout:g} s"
-            ) from None
-        except SendFailed as err:
-            raise ExternalError(f"Slack file upload to {channel} failed: {err.reason}") from None
-        except (SlackApiError, SlackRequestError, aiohttp.ClientError) as err:
-            reason = "upload refused" if isinstance(err, SlackRequestError) else call_result(err)
-            raise ExternalError(
-                f"Slack file upload of {filename} to {channel} failed: {reason}"
-            ) from None
+        async with self._plainly(f"Slack file upload of {filename} to {channel}"):
+            channel_id = await self._cards.channel_id(channel)
+            response = await self._client.files_upload_v2(
+                channel=channel_id,
+                content=data,
+                filename=filename,
+                title=title,
+                initial_comment=initial_comment,
+                thread_ts=thread_ts,
+            )
         file_id = str(response["file"]["id"])
         log.info("slack.file_uploaded", channel=channel_id, file_id=file_id, size=len(data))
         return file_id
+
+    async def find_file(self, channel: str, filename: str, *, oldest: float) -> str | None:
+        """The id of a file named ``filename`` shared in ``channel`` since ``oldest`` (epoch
+        seconds), from the channel's history: an upload whose answer was lost, or whose sender
+        died before it recorded it, is found instead of shared twice."""
+
+        def shares(message: dict[str, Any]) -> bool:
+            return any(_named(f, filename) for f in message.get("files") or [])
+
+        async with self._plainly(f"Slack history of {channel}"):
+            found = await self._cards.find_message(channel, shares, oldest=oldest)
+        if found is None:
+            return None
+        return next(str(f["id"]) for f in found[1]["files"] if _named(f, filename))
+
+    @contextlib.asynccontextmanager
+    async def _plainly(self, what: str) -> AsyncIterator[None]:
+        """``what`` within the timeout; whatever fails is an ExternalError naming it."""
+        try:
+            async with asyncio.timeout(self._timeout):
+                yield
+        except TimeoutError:
+            raise ExternalError(f"{what} timed out after {self._timeout:g} s") from None
+        except SendFailed as err:
+            raise ExternalError(f"{what} failed: {err.reason}") from None
+        except (SlackApiError, SlackRequestError, aiohttp.ClientError) as err:
+            reason = "upload refused" if isinstance(err, SlackRequestError) else call_result(err)
+            raise ExternalError(f"{what} failed: {reason}") from None
+
+
+def _named(entry: object, filename: str) -> bool:
+    return isinstance(entry, dict) and entry.get("name") == filename and "id" in entry

@@ -49,5 +49,5 @@ async def digest(monitor: Monitor, model: str, env: str) -> str:
     digests = monitor.digests
     if digests is None:
         raise ValueError("this bot sends no digests")
-    file_id = await digests.send(model, env, digests.clock().date().isoformat())
+    file_id = await digests.send(model, env, digests.clock().date().isoformat(), again=True)
     return f"(digest of {model}/{env} shared as file {file_id})"

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -99,3 +100,23 @@ async def test_empty_data_is_refused_before_any_call(slack: SlackStandIn) -> Non
     with pytest.raises(ValueError, match="at least one byte"):
         await files(slack).upload_file("C1", "digest.png", b"", "Digest", "x")
     assert not slack.calls
+
+
+async def test_find_file_finds_a_share_by_name_in_the_channels_history(slack: SlackStandIn) -> None:
+    adapter = files(slack)
+    before = time.time() - 1
+    await adapter.upload_file("C1", "other.png", PNG, "Other", "other")
+    shared = await adapter.upload_file("#ml-fraud", "digest.png", PNG, "Digest", "digest")
+    await AsyncWebClient(token=TOKEN, base_url=slack.base_url).chat_postMessage(
+        channel="C1", text="later talk"
+    )
+    assert await adapter.find_file("#ml-fraud", "digest.png", oldest=before) == shared
+    assert await adapter.find_file("C1", "digest-2.png", oldest=before) is None
+    assert await adapter.find_file("C1", "digest.png", oldest=time.time() + 60) is None
+    assert len(slack.calls_to("files.completeUploadExternal")) == 2  # finding shares nothing
+
+
+async def test_find_file_names_a_failing_history(slack: SlackStandIn) -> None:
+    slack.fail("conversations.history", status=500, times=10)
+    with pytest.raises(ExternalError, match=r"Slack history of C1 failed: .*internal_error"):
+        await files(slack).find_file("C1", "digest.png", oldest=0)

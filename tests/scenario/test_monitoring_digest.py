@@ -133,3 +133,27 @@ async def test_the_daily_digest_is_shared_once_a_day_with_its_chart_and_summary(
     assert await MonitoringStore(sandbox.bot.store.db).digest_day("fraud", "prod") == (
         tomorrow.date().isoformat()
     )
+
+
+async def test_a_digest_shared_by_an_attempt_that_died_before_recording_it_is_not_shared_again(
+    sandbox: Sandbox,
+) -> None:
+    async def sent_once() -> bool:
+        return len(digests_of(sandbox)) == 1
+
+    await eventually(sent_once, timeout=30)  # today's
+    tomorrow = datetime.combine(datetime.now(UTC).date() + timedelta(days=1), time(0, 0, 1), UTC)
+    wired = digests(sandbox)
+    day = tomorrow.date().isoformat()
+    # what a bot killed between the upload and recording the day left behind
+    earlier = await wired.files.upload_file(
+        "#ml-fraud", f"fraud-prod-digest-{day}.png", PNG, "fraud/prod digest", "digest"
+    )
+    uploads = len(sandbox.slack.calls_to("files.completeUploadExternal"))
+    next_day = Digests(wired.settings, wired.store, wired.files, clock=lambda: tomorrow)
+    await next_day.round()
+    await next_day.round()
+    assert len(sandbox.slack.calls_to("files.completeUploadExternal")) == uploads
+    assert len(digests_of(sandbox)) == 2
+    assert await MonitoringStore(sandbox.bot.store.db).digest_day("fraud", "prod") == day
+    assert await next_day.send("fraud", "prod", day) == earlier  # found again, not shared

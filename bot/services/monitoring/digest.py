@@ -86,6 +86,14 @@ def deploy_marks(deploys: Sequence[Deployment], since: datetime) -> list[DeployM
     ]
 
 
+LOOK_BACK = timedelta(days=1)
+
+
+def day_start(day: str) -> float:
+    """Epoch seconds of 00:00 UTC on ``day`` (YYYY-MM-DD)."""
+    return datetime.fromisoformat(day).replace(tzinfo=UTC).timestamp()
+
+
 def digest_data(
     model: str, env: str, checks: Sequence[CheckResult], deploys: Sequence[Deployment],
     since: datetime,
@@ -125,22 +133,35 @@ class Digests:
             except Exception:
                 log.exception("monitoring.digest_failed", model=model, env=env)
 
-    async def send(self, model: str, env: str, day: str) -> str:
-        """Builds, draws and shares one digest, then records the day; the file's id."""
+    async def send(self, model: str, env: str, day: str, *, again: bool = False) -> str:
+        """Shares one digest unless the channel already has it (an attempt that died, or lost
+        Slack's answer, before recording it) or ``again`` (asked for by hand), then records
+        the day; the file's id."""
         now = self.clock()
-        since = now - PERIOD
+        channel, filename = self.settings.models[model].channel, f"{model}-{env}-digest-{day}.png"
+        # from the day before: Slack's clock is not ours, and the name holds the day anyway
+        oldest = day_start(day) - LOOK_BACK.total_seconds()
+        file_id = None if again else await self.files.find_file(channel, filename, oldest=oldest)
+        if file_id is None:
+            file_id = await self.share(model, env, day, channel, filename)
+        else:
+            log.info("monitoring.digest_found", model=model, env=env, day=day, file_id=file_id)
+        await self.monitoring.digest_sent(model, env, day, now, file_id)
+        log.info("monitoring.digest_sent", model=model, env=env, day=day, file_id=file_id)
+        return file_id
+
+    async def share(self, model: str, env: str, day: str, channel: str, filename: str) -> str:
+        """Builds, draws and uploads the digest of the last day; the file's id."""
+        since = self.clock() - PERIOD
         checks = await self.monitoring.checks_since(model, env, since)
         deploys = await self.store.deployments.history(model, env, limit=DEPLOYS_READ)
         data = digest_data(model, env, checks, deploys, since)
         chart: DigestChart = await asyncio.to_thread(render_digest, data)
         active = await self.monitoring.active(model, env)
-        file_id = await self.files.upload_file(
-            self.settings.models[model].channel,
-            f"{model}-{env}-digest-{day}.png",
+        return await self.files.upload_file(
+            channel,
+            filename,
             chart.png,
             f"{model}/{env} digest {day}",
             digest_summary(data, len(checks), len(active)),
         )
-        await self.monitoring.digest_sent(model, env, day, now, file_id)
-        log.info("monitoring.digest_sent", model=model, env=env, day=day, file_id=file_id)
-        return file_id

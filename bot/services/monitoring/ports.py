@@ -38,3 +38,7 @@ class FileShares(Protocol):
     ) -> str:
         """Shares ``data`` in ``channel``; the file's id."""
         ...
+
+    async def find_file(self, channel: str, filename: str, *, oldest: float) -> str | None:
+        """The id of a file named ``filename`` already shared in ``channel`` since ``oldest``."""
+        ...
