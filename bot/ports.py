@@ -268,6 +268,14 @@ class ServiceState:
         )
 
 
+@dataclass(frozen=True)
+class Registration:
+    """A registered task definition revision: its number and its container images."""
+
+    revision: int
+    images: tuple[str, ...]
+
+
 class Registry(Protocol):
     """ECR, implemented by integrations.aws.ecs.EcrRegistry."""
 
@@ -290,6 +298,10 @@ class Services(Protocol):
 
     async def image_digests(self, images: tuple[str, ...]) -> tuple[str, ...]:
         """The digest each image reference runs (pinned ``@sha256:`` or a tag resolved in ECR)."""
+        ...
+
+    async def newest_registration(self, task_definition: str) -> Registration:
+        """The newest ACTIVE revision of the family ``task_definition`` (an ARN) belongs to."""
         ...
 
 

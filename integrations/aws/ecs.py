@@ -17,7 +17,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from bot.errors import ExternalError, NotFound
-from bot.ports import RunningContainer, ServiceState
+from bot.ports import Registration, RunningContainer, ServiceState
 
 ECR_IMAGE = re.compile(
     r"^(?P<account>\d{12})\.dkr\.ecr\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?/"
@@ -101,6 +101,18 @@ class EcsServices:
 
     async def image_digests(self, images: tuple[str, ...]) -> tuple[str, ...]:
         return await asyncio.to_thread(lambda: tuple(self.image_digest(i) for i in images))
+
+    async def newest_registration(self, task_definition: str) -> Registration:
+        return await asyncio.to_thread(self.newest_registration_sync, task_definition)
+
+    def newest_registration_sync(self, task_definition: str) -> Registration:
+        """DescribeTaskDefinition of the bare family: ECS answers with its newest ACTIVE one."""
+        family = task_definition.rsplit("/", 1)[-1].rsplit(":", 1)[0]
+        found = self._call(
+            f"newest revision of {family}", self.ecs.describe_task_definition, taskDefinition=family
+        )["taskDefinition"]
+        images = tuple(str(c.get("image", "")) for c in found.get("containerDefinitions", []))
+        return Registration(revision=int(found["revision"]), images=images)
 
     def state_sync(self, cluster: str, service: str) -> ServiceState:
         described = self._describe_service(cluster, service)

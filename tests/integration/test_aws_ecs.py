@@ -75,6 +75,25 @@ async def test_the_state_of_a_fresh_service(services: EcsServices, target: Deplo
     assert container.digest == target.digests["v1"] and ":task/ml-stg/" in container.task
 
 
+async def test_the_newest_registration_of_a_family_is_found_from_any_of_its_revisions(
+    moto: MotoServer, services: EcsServices, target: DeployTarget
+) -> None:
+    client = moto.client("ecs")
+    first = client.describe_task_definition(taskDefinition="fraud-api-stg:1")["taskDefinition"]
+    api = {**first["containerDefinitions"][0], "image": target.image("v2")}
+    client.register_task_definition(
+        family="fraud-api-stg",
+        networkMode=first["networkMode"],
+        requiresCompatibilities=first["requiresCompatibilities"],
+        containerDefinitions=[api],
+    )
+
+    newest = await services.newest_registration(first["taskDefinitionArn"])
+
+    assert newest.revision == 2 and newest.images == (target.image("v2"),)
+    assert (await services.image_digests(newest.images)) == (target.digests["v2"],)
+
+
 async def test_a_missing_service_or_cluster_is_not_found(
     services: EcsServices, target: DeployTarget
 ) -> None:

@@ -156,11 +156,14 @@ def registered(sandbox: Sandbox) -> int:
     return len(arns)
 
 
-async def a_kill_during_a_hanging_ecspresso(d: Durable) -> tuple[Store, Deployment, list[int]]:
-    """/deploy fraud stg in a bot killed while its ecspresso hangs: the deploy is running,
-    its lock held and its ecspresso group recorded and alive."""
+async def a_kill_during_a_hanging_ecspresso(
+    d: Durable, mode: str = "hang@deploy"
+) -> tuple[Store, Deployment, list[int]]:
+    """/deploy fraud stg in a bot killed while its ecspresso hangs (``mode``: before any ECS
+    call, or once it registered its task definition): the deploy is running, its lock held
+    and its ecspresso group recorded and alive."""
     await trained(d.sandbox, d.console)
-    await d.console.execute("ecspresso hang@deploy")
+    await d.console.execute(f"ecspresso {mode}")
 
     store = Store.from_url(d.sandbox.bot.settings.store_url)
 
@@ -248,6 +251,53 @@ async def test_a_kill_during_ecspresso_with_ecs_unchanged_runs_ecspresso_once_mo
         assert service(d.sandbox)["taskDefinition"].endswith(":2")
         assert "revision 2 verified on ECS" in card_of(d.sandbox, 1)
         assert await store.get_lock("fraud", "stg") is None
+    finally:
+        await store.close()
+
+
+async def test_a_kill_after_ecspresso_registered_deploys_that_revision_and_registers_none(
+    durable: Durable,
+) -> None:
+    d = durable
+    store, _, pids = await a_kill_during_a_hanging_ecspresso(d, "hang-registered@deploy")
+    try:
+        assert registered(d.sandbox) == 2  # the killed ecspresso registered revision 2
+        assert service(d.sandbox)["taskDefinition"].endswith(":1")  # and updated nothing
+
+        await started_again(d)
+
+        await deploy_state(d.sandbox, 1, DeployState.SUCCEEDED)
+        assert not any(alive(p) for p in pids)
+        done = await row(store)
+        assert done.ecspresso_runs == 2 and done.revision == 2
+        assert registered(d.sandbox) == 2  # the re-run deployed revision 2 as it was
+        assert service(d.sandbox)["taskDefinition"].endswith(":2")
+        assert "revision 2 verified on ECS" in card_of(d.sandbox, 1)
+    finally:
+        await store.close()
+
+
+async def test_a_revision_of_another_image_registered_meanwhile_is_not_deployed(
+    durable: Durable,
+) -> None:
+    d = durable
+    store, _, _ = await a_kill_during_a_hanging_ecspresso(d)
+    try:
+        client = ecs(d.sandbox)
+        td = client.describe_task_definition(taskDefinition="fraud-api-stg:1")["taskDefinition"]
+        client.register_task_definition(  # someone else's, on the image ECS already runs
+            family=td["family"],
+            networkMode=td["networkMode"],
+            requiresCompatibilities=td["requiresCompatibilities"],
+            containerDefinitions=td["containerDefinitions"],
+        )
+
+        await started_again(d)
+
+        await deploy_state(d.sandbox, 1, DeployState.SUCCEEDED)
+        assert (await row(store)).revision == 3  # the re-run registered its own
+        assert registered(d.sandbox) == 3
+        assert "revision 3 verified on ECS" in card_of(d.sandbox, 1)
     finally:
         await store.close()
 

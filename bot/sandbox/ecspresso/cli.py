@@ -17,9 +17,11 @@ the file named by MLOPS_ECSPRESSO_STANDIN_CONTROL, which wins): ``;``-separated 
 ``--revision N``, ``--skip-task-definition`` or ``--latest-task-definition``).
 Modes: ``fail`` (exit 1, ECS untouched), ``hang`` (never ends by itself, whatever the
 deadline: a wedged process; has a child; pids go to MLOPS_ECSPRESSO_STANDIN_PIDFILE; SIGTERM
-ends it with ``Interrupted``), ``lie`` (prints success, exits 0, changes nothing),
-``old-version`` (``ecspresso v2.3.0``), ``ok`` (nothing). Without ``@``, ``lie`` applies to
-deploy and rollback, ``old-version`` to version, the others to all but version.
+ends it with ``Interrupted``), ``hang-registered`` (a deploy that registers its task
+definition, then hangs as ``hang`` before it updates the service), ``lie`` (prints success,
+exits 0, changes nothing), ``old-version`` (``ecspresso v2.3.0``), ``ok`` (nothing). Without
+``@``, ``lie`` applies to deploy and rollback, ``old-version`` to version, the others to all
+but version.
 """
 
 from __future__ import annotations
@@ -91,6 +93,8 @@ def deploy(ecs: Ecs, opts: Parsed, mode: str) -> None:
     if sv is None:
         return create_service(ecs, opts, mode)
     arn = _deploy_target(ecs, sv, opts, mode)
+    if mode == "hang-registered":
+        hang(opts.command)
     attributes = _changed_attributes(cfg, sv, opts)
     log(
         "Updating service attributes..." if attributes else "service attributes will not change",

@@ -61,16 +61,23 @@ def holder_of(d: Deployment) -> str:
     return f"deploy #{d.id}"
 
 
-def ecs_snapshot(state: ServiceState) -> str:
-    """What ``changed_since`` compares, as recorded before the deploy (``ecs_before``)."""
+def ecs_snapshot(state: ServiceState, family_head: int | None = None) -> str:
+    """What ``changed_since`` compares, as recorded before the deploy (``ecs_before``), and
+    the newest revision of the service's family then (``family_head``)."""
     return json.dumps(
         {
             "task_definition": state.task_definition,
             "revision": state.revision,
             "desired": state.desired,
             "deployment_ids": list(state.deployment_ids),
+            "family_head": family_head,
         }
     )
+
+
+def head_from_snapshot(text: str | None) -> int | None:
+    head = json.loads(text).get("family_head") if text else None
+    return int(head) if head is not None else None
 
 
 def ecs_from_snapshot(text: str | None) -> ServiceState | None:
@@ -239,9 +246,9 @@ class DeployRunner:
         task = asyncio.current_task()
         return self.stopping or (task is not None and task.cancelling() > 0)
 
-    async def first_run(self, d: Deployment) -> None:
+    async def first_run(self, d: Deployment, *, registered: int | None = None) -> None:
         await self.take_lock(d, holder_of(d))
-        await self.run(d)
+        await self.run(d, registered=registered)
 
     async def take_lock(self, d: Deployment, holder: str) -> None:
         expires = self.clock() + timedelta(minutes=self.env(d).lock_minutes)
@@ -273,8 +280,10 @@ class DeployRunner:
             values["ECS_SERVICE"] = env.service
         return values
 
-    async def run(self, d: Deployment) -> None:
-        """ecspresso, then ECS checked; on a failure, a rollback only if ECS changed."""
+    async def run(self, d: Deployment, *, registered: int | None = None) -> None:
+        """ecspresso, then ECS checked; on a failure, a rollback only if ECS changed.
+        ``registered``: the revision an interrupted ecspresso of this deploy registered, which
+        is deployed as it is (nothing registered twice)."""
         if self.deployer is None:
             raise Failed("ecspresso is not configured", touched=False)
         before = await self.current(d)
@@ -283,7 +292,7 @@ class DeployRunner:
                 d.id,
                 attempt=d.attempt,
                 previous_revision=before.revision,
-                ecs_before=ecs_snapshot(before),
+                ecs_before=ecs_snapshot(before, await self.family_head(d, before)),
             )
         async with self.configs.checkout(d.model, d.env) as config:
             output = Output(self.cards, d)
@@ -295,7 +304,7 @@ class DeployRunner:
                 Step.ECSPRESSO,
                 config,
                 output.add,
-                revision=d.revision if back else None,
+                revision=d.revision if back else registered,
                 keep_service=back,
             )
             if not result.ok:
@@ -407,6 +416,38 @@ class DeployRunner:
         except BotError as exc:
             return f"rollback to revision {revision} failed: could not verify on ECS: {exc}"
         return f"rolled back and verified on revision {revision}"
+
+    async def family_head(self, d: Deployment, state: ServiceState) -> int | None:
+        """The newest revision of the service's family before ecspresso runs (None if ECS
+        does not say): a revision above it after an interruption was registered meanwhile."""
+        assert self.services is not None
+        try:
+            return (await self.services.newest_registration(state.task_definition)).revision
+        except BotError as exc:
+            log.warning("deploy_family_head_unknown", deploy=d.id, error=str(exc))
+            return None
+
+    async def registered_meanwhile(self, d: Deployment, before: ServiceState) -> int | None:
+        """The revision an interrupted ecspresso of this deploy registered before it could
+        update the service: newer than the family's head before it ran, running the deploy's
+        digest in the model's containers. A re-run deploys it instead of registering another."""
+        head = head_from_snapshot(d.ecs_before)
+        if head is None or d.kind == "rollback" or not d.digest or self.services is None:
+            return None
+        repository = self.settings.models[d.model].deploy.image_repository
+        try:
+            newest = await self.services.newest_registration(before.task_definition)
+            images = tuple(
+                i for i in newest.images if not repository or in_repository(i, repository)
+            )
+            digests = await self.services.image_digests(images) if newest.revision > head else ()
+        except BotError as exc:
+            log.warning("deploy_registered_meanwhile_unknown", deploy=d.id, error=str(exc))
+            return None
+        if not digests or any(x != d.digest for x in digests):
+            return None
+        log.warning("deploy_reusing_registered_revision", deploy=d.id, revision=newest.revision)
+        return newest.revision
 
     async def current(self, d: Deployment) -> ServiceState | None:
         env = self.env(d)
@@ -617,7 +658,8 @@ class DeployRunner:
                         touched=False,
                     )
                 log.warning("deploy_ecspresso_rerun", deploy=d.id)
-                return await self.first_run(d)
+                registered = await self.registered_meanwhile(d, before)
+                return await self.first_run(d, registered=registered)
             log.info("deploy_following_rollout", deploy=d.id, revision=now.revision)
         await self.follow(d)
 
