@@ -24,6 +24,7 @@ HIT_MARK = "mlops-bot: crash point hit: "
 POINTS: tuple[str, ...] = (
     "interaction.recorded",  # a command, click or reaction is in the store; not acked yet
     "interaction.started",  # acked; its listener has not run yet
+    "interaction.answered",  # replied to and marked processed; its listener not returned yet
     "run.recorded",  # the run row is written; no pipeline (or Job) exists yet
     "run.launched",  # the pipeline exists; its id is not stored yet
     "deploy.recorded",  # the deploy row is written; nothing else happened yet

@@ -16,7 +16,14 @@ from bot.views.blocks import Message
 from bot.views.replies import info_reply
 from handlers import incident_actions
 from handlers.deps import Deps
-from handlers.outcome import Interaction, Reply, acking, delivery_key, handle
+from handlers.outcome import (
+    Interaction,
+    Reply,
+    acking,
+    delivery_key,
+    handle,
+    recorded_item,
+)
 
 Value = TypeVar("Value", bound=BaseModel)
 Work = Callable[[Interaction], Awaitable[Message | None]]
@@ -65,6 +72,7 @@ class Clicks:
             correlation_id=str(context["correlation_id"]),
             parameters={"value": button_value(body)[:300]},
             delivery=delivery_key(body),
+            recorded=recorded_item(context),
         )
         reply = Reply(self.deps.chat, channel, user, body.get("response_url"))
         await handle(self.deps, interaction, reply, work)

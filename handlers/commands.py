@@ -11,7 +11,14 @@ from bot import intents as i
 from bot.views.blocks import Message
 from handlers import deploy_commands, train_commands
 from handlers.deps import Deps
-from handlers.outcome import Interaction, Reply, acking, delivery_key, handle
+from handlers.outcome import (
+    Interaction,
+    Reply,
+    acking,
+    delivery_key,
+    handle,
+    recorded_item,
+)
 from handlers.parsing import parse_deploy, parse_train
 
 
@@ -47,6 +54,7 @@ class SlashCommands:
             correlation_id=str(context["correlation_id"]),
             parameters={"text": str(command.get("text", ""))[:500]},
             delivery=delivery_key(command),
+            recorded=recorded_item(context),
         )
         reply = Reply(
             self.deps.chat, str(command.get("channel_id", "")), user, command.get("response_url")

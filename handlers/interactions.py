@@ -24,6 +24,7 @@ from bot.crash import crash_point
 from bot.metrics import Metrics
 from bot.store.inbox import Inbox, InboxItem
 from bot.worker import ClaimKeeper
+from handlers.outcome import INBOX_ITEM
 
 log = structlog.get_logger(__name__)
 RETRY_POLL_SECONDS = 1.0
@@ -151,7 +152,12 @@ class InteractionProcessor:
             payload = json.loads(item.body)
             crash_point("interaction.started", item.kind)
             response = await self.bolt.async_dispatch(
-                AsyncBoltRequest(body=payload, mode="socket_mode", headers={})
+                AsyncBoltRequest(
+                    body=payload,
+                    mode="socket_mode",
+                    headers={},
+                    context={INBOX_ITEM: item.id},
+                )
             )
         except asyncio.CancelledError:
             raise

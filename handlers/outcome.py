@@ -11,6 +11,7 @@ import structlog
 from slack_bolt.async_app import AsyncAck, AsyncBoltContext
 
 from bot.clock import utcnow
+from bot.crash import crash_point
 from bot.domain.access import AuditEvent, Outcome
 from bot.errors import BotError, ExternalError, NotAllowed
 from bot.ports import Chat
@@ -49,6 +50,16 @@ class Interaction:
     model: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     delivery: str | None = None
+    recorded: int | None = None  # its row in the interactions inbox, when run from there
+
+
+INBOX_ITEM = "inbox_item"
+"""The bolt context key under which the processor passes the interaction's inbox row."""
+
+
+def recorded_item(context: AsyncBoltContext) -> int | None:
+    item = context.get(INBOX_ITEM)
+    return int(item) if item is not None else None
 
 
 Work = Callable[[dict[str, Any], AsyncBoltContext], Awaitable[None]]
@@ -95,17 +106,21 @@ async def handle(
     async with deps.inflight.track():
         started = time.perf_counter()
         error: BaseException | None = None
+        answered = False  # not when cancelled: the interaction stays pending for a replay
         try:
             message = await work(interaction)
             if message is not None:
                 await reply(message)
+            answered = True
         except Exception as exc:
-            error = exc
+            error, answered = exc, True
             await report(deps, exc, interaction, reply)
         finally:
             elapsed = time.perf_counter() - started
             deps.metrics.command_latency.labels(command=interaction.kind).observe(elapsed)
-            await audit(deps, interaction, error)
+            await audit(deps, interaction, error, answered=answered)
+            if answered:
+                crash_point("interaction.answered", interaction.kind)
 
 
 async def report(deps: Deps, exc: Exception, interaction: Interaction, reply: Reply) -> None:
@@ -122,7 +137,10 @@ async def report(deps: Deps, exc: Exception, interaction: Interaction, reply: Re
         log.exception("error_reply_failed")
 
 
-async def audit(deps: Deps, interaction: Interaction, error: BaseException | None) -> None:
+async def audit(
+    deps: Deps, interaction: Interaction, error: BaseException | None, *, answered: bool
+) -> None:
+    """The audit line, and (once answered) the interaction marked processed with it."""
     detail = str(error) if isinstance(error, BotError) else type(error).__name__ if error else ""
     event = AuditEvent(
         actor=interaction.actor,
@@ -136,6 +154,7 @@ async def audit(deps: Deps, interaction: Interaction, error: BaseException | Non
         detail=deps.scrubber.scrub(detail),
     )
     try:
-        await deps.store.record_audit(event)
+        done = interaction.recorded if answered else None
+        await deps.store.record_audit(event, processed=done)
     except Exception:
         log.exception("audit_write_failed", action=event.action)

@@ -9,7 +9,14 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 from bot.views.blocks import Message
 from bot.views.replies import info_reply
 from handlers.deps import Deps
-from handlers.outcome import Interaction, Reply, acking, delivery_key, handle
+from handlers.outcome import (
+    Interaction,
+    Reply,
+    acking,
+    delivery_key,
+    handle,
+    recorded_item,
+)
 
 
 def mapping(value: Any) -> dict[str, Any]:
@@ -30,6 +37,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             target=f"{channel}/{ts}",
             parameters={"reaction": event.get("reaction", "")},
             delivery=delivery_key(body),
+            recorded=recorded_item(context),
         )
 
         async def work(_: Interaction) -> Message | None:

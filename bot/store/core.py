@@ -149,11 +149,16 @@ class Store:
 
     # -- audit ------------------------------------------------------------------------------
 
-    async def record_audit(self, event: AuditEvent) -> int:
+    async def record_audit(self, event: AuditEvent, *, processed: int | None = None) -> int:
+        """The audit line; with ``processed``, the recorded interaction it closes is marked
+        processed in the same transaction (right after its reply: a replay answers no more)."""
         table = schema.audit_events
         stmt = table.insert().values(rows.audit_values(event)).returning(table.c.id)
         async with self._write() as conn:
-            return int((await conn.execute(stmt)).scalar_one())
+            found = int((await conn.execute(stmt)).scalar_one())
+            if processed is not None:
+                await conn.execute(self.interactions.finished([processed]))
+            return found
 
     async def audit_events(
         self, *, model: str | None = None, since: datetime | None = None, limit: int = 1000

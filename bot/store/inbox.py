@@ -306,11 +306,16 @@ class Inbox:
         wanted = list(ids)
         if not wanted:
             return
-        stmt = self._pending(wanted)
         async with self.gate.hold(), self.db.write() as conn:
-            await conn.execute(
-                stmt.values(status=status, done_at=now(), error=error, claimed_until=None)
-            )
+            await conn.execute(self.finished(wanted, status, error))
+
+    def finished(
+        self, ids: list[int], status: Status = Status.PROCESSED, error: str | None = None
+    ) -> sa.Update:
+        """The update that ends the pending rows ``ids`` (for a caller's own transaction)."""
+        return self._pending(ids).values(
+            status=status, done_at=now(), error=error, claimed_until=None
+        )
 
     async def prune(self, older_than: datetime) -> int:
         """Delete rows finished before ``older_than``; pending rows always stay."""

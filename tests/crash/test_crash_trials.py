@@ -23,7 +23,7 @@ RANDOM_SEEDS = range(1, 21)
 KNOWN: dict[str, tuple[str, ...]] = {}
 # What a random kill may hit today, in windows of a few milliseconds no named point isolates:
 # any of the above; a duplicate card; a second reply to a click or command whose reply went out
-# just before the kill, before its interaction was marked done (the replay answers again); a
+# just before the kill, before its audit line marked it answered (the replay answers again); a
 # second ecspresso whose process group was not yet recorded (docs/deploys.md). Seen once in
 # 40 random trials (ONE_REPLY, an Approve click on PostgreSQL).
 KNOWN_AT_RANDOM = frozenset(name for names in KNOWN.values() for name in names) | {

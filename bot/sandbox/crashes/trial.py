@@ -47,6 +47,7 @@ NAMED: dict[str, Trial] = {
     for t in (
         Trial("interaction.recorded", TRAIN, "interaction.recorded@command"),
         Trial("interaction.started", TRAIN, "interaction.started@command"),
+        Trial("interaction.answered", PROD, "interaction.answered@click"),  # an Approve
         Trial("run.recorded", TRAIN, "run.recorded"),
         Trial("run.launched", TRAIN, "run.launched"),
         Trial("deploy.recorded", STG, "deploy.recorded"),
