@@ -3,12 +3,18 @@ moment, and the outcome counts (clean, or which invariant broke).
 
     .venv/bin/python bench/crash_anywhere.py [--trials 100] [--first-seed 1] [--parallel 4]
                                              [--points] [--keep DIR]
+    .venv/bin/python bench/crash_anywhere.py --burst --trials 3 [--kills 8] [--pipelines 50]
 
 Each trial runs the bot as its own process (`python -m bot serve`) on a fresh SQLite store,
 against stand-ins that outlive it (Slack, GitLab, moto, the ecspresso stand-in): train ->
 stg -> prod with two approvals and a failing pipeline's webhooks, a SIGKILL at the trial's
 moment, a restart on the same store, the flow driven to its end, then the invariants of
 bot/sandbox/crashes/invariants.py. ``--points`` adds a trial at every named crash point.
+
+``--burst`` runs webhook bursts instead: GitLab delivers ``--pipelines`` failing pipelines'
+stories (20 pipelines at a time, redelivering whatever was not answered 200) while the bot is
+SIGKILLed ``--kills`` times at seeded moments and restarted after each; the invariants then
+count duplicate CI cards and failed-job thread replies (goal: none).
 """
 
 from __future__ import annotations
@@ -24,7 +30,7 @@ from pathlib import Path
 
 from bot.sandbox.crashes.invariants import INVARIANTS
 from bot.sandbox.crashes.suite import concurrency, run_trials, sqlite_stores
-from bot.sandbox.crashes.trial import NAMED, Outcome, Trial, random_trial
+from bot.sandbox.crashes.trial import NAMED, Outcome, Trial, burst_trial, random_trial
 
 
 def arguments() -> argparse.Namespace:
@@ -35,12 +41,17 @@ def arguments() -> argparse.Namespace:
     parser.add_argument("--points", action="store_true", help="also every named crash point")
     parser.add_argument("--keep", type=Path, help="keep each trial's logs and store here")
     parser.add_argument("--verbose", action="store_true", help="print each broken trial")
+    parser.add_argument("--burst", action="store_true", help="webhook bursts with kills")
+    parser.add_argument("--kills", type=int, default=8, help="kills per burst (default 8)")
+    parser.add_argument("--pipelines", type=int, default=50, help="pipelines per burst")
     return parser.parse_args()
 
 
 def show(verbose: bool) -> Callable[[Outcome], None]:
     def shown(outcome: Outcome) -> None:
         print(f"{outcome.trial.name:>24}  {outcome.summary()}  ({outcome.seconds:.0f}s)")
+        if outcome.kills:
+            print(f"{'':>24}  kills at: {', '.join(outcome.kills)}")
         if verbose and outcome.summary() != "clean":
             print(outcome.report())
         sys.stdout.flush()
@@ -62,7 +73,11 @@ def counts(outcomes: list[Outcome]) -> None:
 async def main() -> int:
     args = arguments()
     trials: list[Trial] = list(NAMED.values()) if args.points else []
-    trials += [random_trial(s) for s in range(args.first_seed, args.first_seed + args.trials)]
+    seeds = range(args.first_seed, args.first_seed + args.trials)
+    if args.burst:
+        trials += [burst_trial(s, kills=args.kills, pipelines=args.pipelines) for s in seeds]
+    else:
+        trials += [random_trial(s) for s in seeds]
     with tempfile.TemporaryDirectory(prefix="crash-anywhere-") as tmp:
         directory = args.keep or Path(tmp)
         started = time.monotonic()

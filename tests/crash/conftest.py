@@ -11,14 +11,20 @@ from contextlib import ExitStack
 import pytest
 
 from bot.sandbox.crashes.suite import postgres_stores, run_trials, sqlite_stores
-from bot.sandbox.crashes.trial import NAMED, Outcome, Trial, random_trial
+from bot.sandbox.crashes.trial import NAMED, Outcome, Trial, burst_trial, random_trial
 from tests.pg import PostgresUnavailable, running_postgres
 
 BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+BURST_KILLS, BURST_PIPELINES = 4, 10  # the suite's sample; bench/crash_anywhere.py --burst: more
 
 
 def trial_named(name: str) -> Trial:
-    return NAMED[name] if name in NAMED else random_trial(int(name.removeprefix("random-")))
+    if name in NAMED:
+        return NAMED[name]
+    kind, _, seed = name.rpartition("-")
+    if kind == "burst":
+        return burst_trial(int(seed), kills=BURST_KILLS, pipelines=BURST_PIPELINES)
+    return random_trial(int(seed))
 
 
 @pytest.fixture(scope="session")

@@ -14,9 +14,10 @@ from bot.crash import POINTS
 from bot.sandbox.crashes.invariants import ONE_CARD, ONE_ECSPRESSO, ONE_REPLY
 from bot.sandbox.crashes.process import kill_all, processes_with
 from bot.sandbox.crashes.trial import NAMED, Outcome
-from tests.crash.conftest import BACKENDS
+from tests.crash.conftest import BACKENDS, BURST_KILLS
 
 RANDOM_SEEDS = range(1, 21)
+BURST_SEEDS = (1,)
 
 # Invariants that break today at these points, while the fixes of issue 12 land (none left at
 # the named points). The marks name the invariant; a trial that passes anyway is fine.
@@ -75,6 +76,16 @@ def test_a_kill_at_a_random_moment_leaves_nothing_lost_doubled_or_stranded(
     if outcome.broken and not outcome.error and set(outcome.broken) <= KNOWN_AT_RANDOM:
         pytest.xfail(f"breaks today: {', '.join(sorted(outcome.broken))}\n{outcome.report()}")
     assert_clean(outcome)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("trial", [f"burst-{seed}" for seed in BURST_SEEDS])
+def test_a_webhook_burst_killed_again_and_again_posts_every_card_and_reply_once(
+    trial: str, backend: str, outcomes: dict[str, Outcome]
+) -> None:
+    outcome = outcomes[trial]
+    assert_clean(outcome)
+    assert len(outcome.kills) == BURST_KILLS, outcome.report()
 
 
 def test_the_orphan_check_finds_a_process_by_its_environment(tmp_path: Path) -> None:

@@ -22,7 +22,8 @@ STEPS = ("train", "stg", "prod", "webhooks")
 STEP_TIMEOUT = 40.0  # a step that never ends is reported by the invariants, not here
 QUIET_TIMEOUT = 15.0
 POLL = 0.1
-CI_PIPELINE = 501  # the webhook burst's pipeline (its `unit` job fails: a thread reply)
+CI_PIPELINE = 501  # the webhook burst's first pipeline (its `unit` job fails: a thread reply)
+SENDERS = 20  # pipelines whose deliveries GitLab sends at the same time
 
 
 class StepTimedOut(Exception):
@@ -44,7 +45,8 @@ class Driver:
     bot_url: str
     session: aiohttp.ClientSession
     commands: dict[str, Sent] = field(default_factory=dict)  # what each step sent
-    hooks: list[Hook] = field(default_factory=list)
+    hooks: list[list[Hook]] = field(default_factory=list)  # per pipeline, in order
+    pipelines: int = 1  # how many failing pipelines the webhook burst tells of
 
     async def run(self, steps: tuple[str, ...]) -> None:
         for step in steps:
@@ -142,16 +144,27 @@ class Driver:
         raise StepTimedOut(f"timed out waiting for the card {key} in Slack")
 
     async def webhooks(self) -> None:
-        """GitLab delivers a failing pipeline's story; what the bot did not answer 200 is
-        delivered again with the same Idempotency-Key, as GitLab retries."""
+        """GitLab delivers failing pipelines' stories (each in order, ``SENDERS`` pipelines at
+        a time); what the bot did not answer 200 is delivered again with the same
+        Idempotency-Key, as GitLab retries."""
         if not self.hooks:
-            for n, delivery in enumerate(pipeline_story("ml/fraud", CI_PIPELINE, fail="unit")):
+            for pipeline in range(CI_PIPELINE, CI_PIPELINE + self.pipelines):
+                story = pipeline_story("ml/fraud", pipeline, fail="unit")
                 self.hooks.append(
-                    Hook(f"crash-{CI_PIPELINE}-{n}", delivery.payload(), delivery.event)
+                    [
+                        Hook(f"crash-{pipeline}-{n}", d.payload(), d.event)
+                        for n, d in enumerate(story)
+                    ]
                 )
-        for hook in self.hooks:
-            if not hook.acked:
-                hook.acked = await self.deliver(hook)
+        senders = asyncio.Semaphore(SENDERS)
+
+        async def send(story: list[Hook]) -> None:
+            async with senders:
+                for hook in story:
+                    if not hook.acked:
+                        hook.acked = await self.deliver(hook)
+
+        await asyncio.gather(*(send(story) for story in self.hooks))
         await self.until(lambda v: not v.pending_deliveries, "the webhooks to be processed")
 
     async def deliver(self, hook: Hook) -> bool:

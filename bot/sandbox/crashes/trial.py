@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import aiohttp
@@ -27,6 +27,7 @@ SETTLE_TIMEOUT = 30.0
 POINT_GRACE = 5.0  # how long a flow that ended may wait for its crash point still
 QUIET_SLACK = 0.5
 RANDOM_WINDOW = (0.3, 9.0)  # seconds into the full flow where a random kill lands
+BURST_WINDOW = (0.1, 0.8)  # seconds into a life of the webhook burst where a kill lands
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,8 @@ class Trial:
     crash_at: str = ""
     crash_after: int = 1
     kill_after: float | None = None
+    more_kills: tuple[float, ...] = ()  # each a later life, SIGKILLed this long after its start
+    pipelines: int = 1  # failing pipelines in the webhook burst
 
 
 TRAIN, STG, PROD = ("train",), ("train", "stg"), ("train", "stg", "prod")
@@ -68,12 +71,27 @@ def random_trial(seed: int) -> Trial:
     return Trial(f"random-{seed}", STEPS, kill_after=moment)
 
 
+def burst_trial(seed: int, *, kills: int, pipelines: int) -> Trial:
+    """A burst of ``pipelines`` failing pipelines' webhooks with ``kills`` SIGKILLs, each at
+    a moment drawn from ``seed`` into a life of the bot (restarted after each)."""
+    draw = random.Random(seed)  # noqa: S311 - not secret
+    moments = tuple(round(draw.uniform(*BURST_WINDOW), 2) for _ in range(kills))
+    return Trial(
+        f"burst-{seed}",
+        ("webhooks",),
+        kill_after=moments[0],
+        more_kills=moments[1:],
+        pipelines=pipelines,
+    )
+
+
 @dataclass
 class Outcome:
     trial: Trial
     broken: Broken = field(default_factory=dict)
     hits: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    kills: list[str] = field(default_factory=list)  # where the burst was at each kill
     seconds: float = 0.0
     error: str = ""  # the harness could not run the trial
 
@@ -95,6 +113,7 @@ class Outcome:
         lines = [f"trial {self.trial.name}: {self.summary()} ({self.seconds:.1f}s)"]
         lines += [f"  crash point hit: {hit}" for hit in self.hits]
         lines += [f"  note: {note}" for note in self.notes]
+        lines += [f"  kill {n}: {where}" for n, where in enumerate(self.kills, 1)]
         lines += [f"  ERROR {self.error}"] if self.error else []
         for name, found in sorted(self.broken.items()):
             lines += [f"  BROKEN {name}: {line}" for line in found]
@@ -117,8 +136,10 @@ async def run_trial(trial: Trial, aws: MotoServer, store_url: str, directory: Pa
     try:
         async with aiohttp.ClientSession(timeout=timeout) as session:
             side = SlackSide(world.stand_ins.slack, world.catcher, world.bot_url, session)
-            driver = Driver(side, reader, world.bot_url, session)
+            driver = Driver(side, reader, world.bot_url, session, pipelines=trial.pipelines)
             await first_life(bot, driver, trial, outcome)
+            for moment in trial.more_kills:
+                await first_life(bot, driver, replace(trial, kill_after=moment), outcome)
             await second_life(bot, driver, trial, outcome)
             outcome.broken = await final_checks(bot, reader, side, world, marker)
     finally:
@@ -147,6 +168,11 @@ async def first_life(bot: BotProcess, driver: Driver, trial: Trial, outcome: Out
     if trial.crash_at:  # the store can show a step done just before the point fires
         await bot.died(POINT_GRACE)
     await bot.kill()
+    if driver.hooks:
+        answered = sum(h.acked for story in driver.hooks for h in story)
+        total = sum(len(story) for story in driver.hooks)
+        pending = (await driver.view()).pending_deliveries
+        outcome.kills.append(f"{answered}/{total} answered, {pending} unprocessed")
     outcome.hits = bot.hits()
     if not outcome.reached:
         outcome.notes.append(f"crash point {trial.crash_at} was never reached")
