@@ -2,30 +2,46 @@
 
     .venv/bin/python bench/ack_latency.py [--load 20:1000 --load 100:2000] [--repeat 1]
 
-Both targets get the same signed requests in the same run; the bot runs as `mlops-bot sandbox`
-runs it (SQLite store, Slack stand-in in the same process), so its figure includes the one store
-write on the ack path (delivery dedupe) and competes with the work that follows each ack.
-Each ``--load`` is ``concurrency:requests``; by default concurrency 20 (1,000 requests) and 100
-(2,000 requests), the goals of issue 15: bot p99 at most 2x bare at both, under 50 ms at 100.
+Both targets get the same signed requests in the same run, each from a client in a process of
+its own. The bot runs as deployed, `mlops-bot serve` in its own process on a SQLite store,
+against the stand-ins (Slack, GitLab, moto) in this process, so its figure includes the one
+store write on the ack path and competes with the work that follows each ack (each command's
+reply goes to the Slack stand-in's response_url); the bare endpoint runs in a process of its
+own too. Each ``--load`` is ``concurrency:requests``; by default concurrency 20 (1,000
+requests) and 100 (2,000 requests), the goals of issue 15: bot p99 at most 2x bare at both,
+under 50 ms at 100. The bot's event-loop lag (worst stall) comes from its /metrics.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import hashlib
 import hmac
+import multiprocessing
+import os
 import statistics
+import tempfile
 import time
 import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 
 from bot.logs import configure_logging
+from bot.sandbox.aws import MotoServer, running_moto
+from bot.sandbox.crashes.observe import StoreReader
+from bot.sandbox.crashes.process import BotProcess
+from bot.sandbox.crashes.world import World, build_world, free_port
 from bot.sandbox.people import SIGNING_SECRET
-from bot.sandbox.runner import Sandbox, running_sandbox
 from bot.sandbox.signing import signed_headers
+from bot.sandbox.stand_ins import SANDBOX_AWS
+from bot.store import Store
+
+SPAWN = multiprocessing.get_context("spawn")
 
 
 async def bare_endpoint(request: web.Request) -> web.Response:
@@ -39,14 +55,35 @@ async def bare_endpoint(request: web.Request) -> web.Response:
     return web.Response(status=200)
 
 
-async def start_bare() -> tuple[web.AppRunner, str]:
+def serve_bare(port: int) -> None:
+    """The bare endpoint, as a process of its own."""
     app = web.Application()
     app.router.add_post("/slack/events", bare_endpoint)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    host, port = runner.addresses[0][:2]
-    return runner, f"http://{host}:{port}"
+    app.router.add_get("/healthz", lambda _: web.Response(text="ok"))  # type: ignore[arg-type,return-value]
+    web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
+
+
+@contextlib.contextmanager
+def bare_process() -> Iterator[str]:
+    port = free_port()
+    process = SPAWN.Process(target=serve_bare, args=(port,), daemon=True)
+    process.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.join(10)
+
+
+async def until_up(url: str) -> None:
+    async with aiohttp.ClientSession() as session:
+        for _ in range(200):
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(f"{url}/healthz") as answer:
+                    if answer.status == 200:
+                        return
+            await asyncio.sleep(0.05)
+    raise RuntimeError(f"{url} never answered /healthz")
 
 
 def command_body(index: str, response_url: str) -> str:
@@ -61,6 +98,27 @@ def command_body(index: str, response_url: str) -> str:
             "response_url": response_url,
         }
     )
+
+
+def client(url: str, warm: list[str], bodies: list[str], concurrency: int) -> list[float]:
+    """The load, from a process of its own: ``warm`` first (its connections opened, as a
+    client that talks to the endpoint all day has them), then the latency of each of
+    ``bodies``, in seconds."""
+
+    async def run() -> list[float]:
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            await measure(session, url, warm, concurrency)
+            return await measure(session, url, bodies, concurrency)
+
+    return asyncio.run(run())
+
+
+async def in_client(url: str, warm: list[str], bodies: list[str], concurrency: int) -> list[float]:
+    loop = asyncio.get_running_loop()
+    with SPAWN.Pool(1) as pool:  # the pool's worker is the client process
+        future = pool.apply_async(client, (url, warm, bodies, concurrency))
+        return await loop.run_in_executor(None, future.get)
 
 
 async def measure(
@@ -99,21 +157,30 @@ def row(name: str, values: list[float]) -> str:
 
 
 async def one_load(
-    sandbox: Sandbox, session: aiohttp.ClientSession, bare_url: str, load: tuple[int, int]
+    world: World, reader: StoreReader, bare_url: str, load: tuple[int, int]
 ) -> tuple[list[float], list[float]]:
     """Bare, then bot, with the same bodies; waits until the bot has run every command."""
     concurrency, requests = load
-    url = sandbox.slack.new_response_url(channel="C0SANDBOX", user="U0DAVE")
+    url = world.stand_ins.slack.new_response_url(channel="C0SANDBOX", user="U0DAVE")
     tag = f"c{concurrency}-{time.monotonic_ns()}"
-    warm = [command_body(f"{tag}-warm-{i}", url) for i in range(50)]
-    await measure(session, bare_url, warm, concurrency)
-    await measure(session, sandbox.url, warm, concurrency)
+    warm = [command_body(f"{tag}-warm-{i}", url) for i in range(2 * concurrency)]
     bodies = [command_body(f"{tag}-{i}", url) for i in range(requests)]
-    bare_lat = await measure(session, bare_url, bodies, concurrency)
-    bot_lat = await measure(session, sandbox.url, bodies, concurrency)
-    while sandbox.busy():  # noqa: ASYNC110 -- busy() is a poll, there is no event to wait on
-        await asyncio.sleep(0.05)
+    bare_lat = await in_client(bare_url, warm, bodies, concurrency)
+    bot_lat = await in_client(world.bot_url, warm, bodies, concurrency)
+    await settled(reader)
     return bare_lat, bot_lat
+
+
+async def settled(reader: StoreReader) -> None:
+    while (await reader.view()).pending_interactions:  # noqa: ASYNC110 -- a poll of the store
+        await asyncio.sleep(0.1)
+
+
+async def worst_lag(url: str) -> str:
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as answer:
+        text = await answer.text()
+    found = [line for line in text.splitlines() if line.startswith("mlops_bot_event_loop_lag_max")]
+    return "; ".join(found[:4]) or "no loop-lag figures in /metrics"
 
 
 def report(load: tuple[int, int], bare_lat: list[float], bot_lat: list[float]) -> None:
@@ -126,18 +193,42 @@ def report(load: tuple[int, int], bare_lat: list[float], bot_lat: list[float]) -
         print(f"ratio p{pct} (bot / bare): {ratio:.2f}")
 
 
+async def migrated(url: str) -> None:
+    store = Store.from_url(url)
+    try:
+        await store.migrate()
+    finally:
+        await store.close()
+
+
 async def main(loads: list[tuple[int, int]], repeat: int) -> None:
     configure_logging("warning")
-    async with running_sandbox() as sandbox, aiohttp.ClientSession() as session:
-        bare, bare_url = await start_bare()
+    for name, value in SANDBOX_AWS.items():
+        os.environ.setdefault(name, value)
+    with (
+        tempfile.TemporaryDirectory(prefix="ack-latency-") as tmp,
+        running_moto(ecs_running=1) as moto,
+        bare_process() as bare_url,
+    ):
+        directory = Path(tmp)
+        aws = MotoServer(moto.endpoint_url, region="us-east-1")
+        store_url = f"sqlite:///{directory / 'store' / 'bot.db'}"
+        await migrated(store_url)
+        world = await build_world(directory / "world", aws, store_url)
+        bot = BotProcess(world.config, world.bot_url, world.bot_env(), directory / "bot.log")
+        reader = StoreReader(store_url)
         try:
+            await bot.start()
+            await until_up(bare_url)
             for attempt in range(repeat):
                 for load in loads:
                     print(f"-- run {attempt + 1} of {repeat}")
-                    report(load, *await one_load(sandbox, session, bare_url, load))
-            await sandbox.bot.notifier.flush()
+                    report(load, *await one_load(world, reader, bare_url, load))
+            print(await worst_lag(world.bot_url))
         finally:
-            await bare.cleanup()
+            await bot.stop()
+            await reader.close()
+            await world.stop()
 
 
 def parse_load(text: str) -> tuple[int, int]:

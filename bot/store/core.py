@@ -47,9 +47,9 @@ class Store:
         self.runs = Runs(self.db)
         self.deployments = Deployments(self.db)
         self.inbox = Inbox(self.db)
-        self.interactions = Inbox(self.db, table=schema.interactions, gate=self.inbox.gate)
+        self.interactions = Inbox(self.db, table=schema.interactions)
         self.ab = AbExperimentsStore(self.db)
-        self.cards = CardStates(self.db, self.inbox.gate)
+        self.cards = CardStates(self.db)
         self._engine = engine
         self._timeout = timeout
         self._read = self.db.read

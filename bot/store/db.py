@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.store.engine import IMMEDIATE
 from bot.store.errors import StoreTimeout
+from bot.store.write_gate import WriteGate
 
 Insert = postgresql.Insert | sqlite.Insert
 Fence = Callable[[AsyncConnection], Awaitable[None]]
@@ -29,6 +30,8 @@ class Database:
         self.engine = engine
         self.writer = engine.execution_options(**{IMMEDIATE: True})
         self.timeout = timeout
+        # SQLite has one write lock: every write of this process queues here, acks first
+        self.gate = WriteGate(enabled=engine.dialect.name == "sqlite")
         # Run first in every write transaction; raises to refuse it (leader fencing).
         self.fence: Fence | None = None
 
@@ -50,10 +53,14 @@ class Database:
             yield conn
 
     @asynccontextmanager
-    async def write(self, seconds: float | None = None) -> AsyncIterator[AsyncConnection]:
-        """One transaction; on SQLite it holds the write lock from its first statement. The
+    async def write(
+        self, seconds: float | None = None, *, urgent: bool = False
+    ) -> AsyncIterator[AsyncConnection]:
+        """One transaction; on SQLite it holds the write lock from its first statement, and
+        waits its turn at the gate before (``urgent``: what an ack waits on, goes first). The
         fence check runs first, so a refused write changes nothing."""
-        async with self.bounded(seconds or self.timeout), self.writer.begin() as conn:
+        limit = seconds or self.timeout
+        async with self.bounded(limit), self.gate.hold(urgent=urgent), self.writer.begin() as conn:
             if self.fence is not None:
                 await self.fence(conn)
             yield conn

@@ -29,7 +29,6 @@ import sqlalchemy as sa
 
 from bot.store.db import Database, now
 from bot.store.schema import inbox
-from bot.store.write_gate import WriteGate
 
 
 class Status(StrEnum):
@@ -131,13 +130,11 @@ class Inbox:
         db: Database,
         *,
         table: sa.Table = inbox,
-        gate: WriteGate | None = None,
         max_batch: int = 500,
         first_refusal: float = 2.0,
     ) -> None:
         self.db = db
         self.table = table
-        self.gate = gate or WriteGate(enabled=db.engine.dialect.name == "sqlite")
         self.max_batch = max_batch
         self.first_refusal = timedelta(seconds=first_refusal)
         self._mine: dict[int, float] = {}  # id -> monotonic end of its first refusal
@@ -193,7 +190,7 @@ class Inbox:
         """Store several deliveries in one transaction; for each, False when already stored."""
         at = now()
         rows = [_values(d, at, self.first_refusal) for d in deliveries]
-        async with self.gate.hold(urgent=True), self.db.write() as conn:
+        async with self.db.write(urgent=True) as conn:
             inserted = await conn.execute(self._put_stmt, rows)
             ids = {key: row_id for row_id, key in inserted}
         stored = set(ids)
@@ -232,7 +229,7 @@ class Inbox:
         at, mine = now(), self._refusals()
         pick = self._oldest_due(sa.select(t.c.id), limit, skip, at=at, mine=mine)
         pick = pick.with_for_update(skip_locked=True)
-        async with self.gate.hold(), self.db.write() as conn:
+        async with self.db.write() as conn:
             ids = list((await conn.scalars(pick)).all())
             if not ids:
                 return []
@@ -260,7 +257,7 @@ class Inbox:
         """Keep claiming the pending rows ``ids`` (work on them goes on) for ``lease`` s."""
         if ids:
             until = now() + timedelta(seconds=lease)
-            async with self.gate.hold(), self.db.write() as conn:
+            async with self.db.write() as conn:
                 await conn.execute(self._pending(list(ids)).values(claimed_until=until))
 
     async def release_claims(self, ids: Collection[int] | None = None) -> None:
@@ -271,7 +268,7 @@ class Inbox:
             if not ids:
                 return
             stmt = stmt.where(t.c.id.in_(list(ids)))
-        async with self.gate.hold(), self.db.write() as conn:
+        async with self.db.write() as conn:
             await conn.execute(stmt.values(claimed_until=None))
 
     def _pending(self, ids: list[int]) -> sa.Update:
@@ -299,14 +296,14 @@ class Inbox:
         if not wanted:
             return
         stmt = self._pending(wanted)
-        async with self.gate.hold(), self.db.write() as conn:
+        async with self.db.write() as conn:
             await conn.execute(stmt.values(values))
 
     async def _finish(self, ids: Iterable[int], status: Status, error: str | None) -> None:
         wanted = list(ids)
         if not wanted:
             return
-        async with self.gate.hold(), self.db.write() as conn:
+        async with self.db.write() as conn:
             await conn.execute(self.finished(wanted, status, error))
 
     def finished(
@@ -322,7 +319,7 @@ class Inbox:
         stmt = self.table.delete().where(
             self.table.c.status != Status.PENDING, self.table.c.done_at < older_than
         )
-        async with self.gate.hold(), self.db.write() as conn:
+        async with self.db.write() as conn:
             result = await conn.execute(stmt)
         return result.rowcount
 
@@ -346,7 +343,7 @@ class Inbox:
             .where(t.c.key == key, t.c.status == Status.FAILED)
             .values(status=Status.PENDING, attempts=0, retry_at=None, done_at=None, error=None)
         )
-        async with self.gate.hold(), self.db.write() as conn:
+        async with self.db.write() as conn:
             result = await conn.execute(stmt)
         return bool(result.rowcount)
 
