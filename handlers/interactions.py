@@ -24,7 +24,7 @@ from bot.crash import crash_point
 from bot.metrics import Metrics
 from bot.store.inbox import Inbox, InboxItem
 from bot.worker import ClaimKeeper
-from handlers.outcome import INBOX_ITEM
+from handlers.outcome import INBOX_ITEM, Recorded
 
 log = structlog.get_logger(__name__)
 RETRY_POLL_SECONDS = 1.0
@@ -148,6 +148,7 @@ class InteractionProcessor:
         return forget
 
     async def _process(self, item: InboxItem) -> None:
+        recorded = Recorded(item.id)
         try:
             payload = json.loads(item.body)
             crash_point("interaction.started", item.kind)
@@ -156,7 +157,7 @@ class InteractionProcessor:
                     body=payload,
                     mode="socket_mode",
                     headers={},
-                    context={INBOX_ITEM: item.id},
+                    context={INBOX_ITEM: recorded},
                 )
             )
         except asyncio.CancelledError:
@@ -171,4 +172,5 @@ class InteractionProcessor:
             await self.inbox.mark_ignored([item.id], "no listener")
             return
         self.metrics.interactions.labels(outcome="processed").inc()
-        await self.inbox.mark_processed([item.id])
+        if not recorded.answered:  # a listener that answered marked it with its audit line
+            await self.inbox.mark_processed([item.id])

@@ -50,16 +50,24 @@ class Interaction:
     model: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
     delivery: str | None = None
-    recorded: int | None = None  # its row in the interactions inbox, when run from there
+    recorded: Recorded | None = None  # its row in the interactions inbox, when run from there
+
+
+@dataclass
+class Recorded:
+    """An interaction's row in the interactions inbox, as the processor hands it to bolt."""
+
+    item: int
+    answered: bool = False  # marked processed with its audit line (the processor need not)
 
 
 INBOX_ITEM = "inbox_item"
-"""The bolt context key under which the processor passes the interaction's inbox row."""
+"""The bolt context key under which the processor passes ``Recorded``."""
 
 
-def recorded_item(context: AsyncBoltContext) -> int | None:
-    item = context.get(INBOX_ITEM)
-    return int(item) if item is not None else None
+def recorded_item(context: AsyncBoltContext) -> Recorded | None:
+    found = context.get(INBOX_ITEM)
+    return found if isinstance(found, Recorded) else None
 
 
 Work = Callable[[dict[str, Any], AsyncBoltContext], Awaitable[None]]
@@ -154,7 +162,9 @@ async def audit(
         detail=deps.scrubber.scrub(detail),
     )
     try:
-        done = interaction.recorded if answered else None
-        await deps.store.record_audit(event, processed=done)
+        recorded = interaction.recorded if answered else None
+        await deps.store.record_audit(event, processed=recorded.item if recorded else None)
+        if recorded is not None:
+            recorded.answered = True
     except Exception:
         log.exception("audit_write_failed", action=event.action)
