@@ -4,19 +4,22 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bot.store.engine import IMMEDIATE
+from bot.store.engine import IMMEDIATE, thread_engine
 from bot.store.errors import StoreTimeout
 from bot.store.write_gate import WriteGate
 
 Insert = postgresql.Insert | sqlite.Insert
 Fence = Callable[[AsyncConnection], Awaitable[None]]
+T = TypeVar("T")
 
 
 def now() -> datetime:
@@ -34,6 +37,32 @@ class Database:
         self.gate = WriteGate(enabled=engine.dialect.name == "sqlite")
         # Run first in every write transaction; raises to refuse it (leader fencing).
         self.fence: Fence | None = None
+        self.fencing: Callable[[], bool] = lambda: False  # whether a fence applies now
+        self._thread_engine = thread_engine(engine, timeout=timeout)
+        self._thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+        if self._thread_engine is not None:
+            self._thread_engine.dispose()
+        self._thread.shutdown(wait=False)
+
+    async def transact(self, work: Callable[[sa.Connection], T], *, urgent: bool = False) -> T:
+        """``work`` as one write transaction run in one go. On SQLite it runs whole in the
+        store's writer thread, so it holds the write gate for as long as its SQL takes, not
+        for an event-loop turn per statement (on a busy loop, many milliseconds each ack
+        would wait); elsewhere, or when a fence applies, as ``write`` runs it."""
+        if self._thread_engine is None or (self.fence is not None and self.fencing()):
+            async with self.write(urgent=urgent) as conn:
+                return await conn.run_sync(work)
+        engine = self._thread_engine.execution_options(**{IMMEDIATE: True})
+
+        def run() -> T:
+            with engine.begin() as conn:
+                return work(conn)
+
+        async with self.bounded(self.timeout), self.gate.hold(urgent=urgent):
+            return await asyncio.get_running_loop().run_in_executor(self._thread, run)
 
     @asynccontextmanager
     async def bounded(self, seconds: float) -> AsyncIterator[None]:

@@ -190,9 +190,11 @@ class Inbox:
         """Store several deliveries in one transaction; for each, False when already stored."""
         at = now()
         rows = [_values(d, at, self.first_refusal) for d in deliveries]
-        async with self.db.write(urgent=True) as conn:
-            inserted = await conn.execute(self._put_stmt, rows)
-            ids = {key: row_id for row_id, key in inserted}
+
+        def insert(conn: sa.Connection) -> dict[str, int]:
+            return {key: row_id for row_id, key in conn.execute(self._put_stmt, rows)}
+
+        ids = await self.db.transact(insert, urgent=True)
         stored = set(ids)
         until = time.monotonic() + self.first_refusal.total_seconds()
         for delivery in deliveries:
@@ -229,13 +231,18 @@ class Inbox:
         at, mine = now(), self._refusals()
         pick = self._oldest_due(sa.select(t.c.id), limit, skip, at=at, mine=mine)
         pick = pick.with_for_update(skip_locked=True)
-        async with self.db.write() as conn:
-            ids = list((await conn.scalars(pick)).all())
+        until = at + timedelta(seconds=lease)
+
+        def take(conn: sa.Connection) -> list[sa.Row[Any]]:
+            ids = list(conn.scalars(pick).all())
             if not ids:
                 return []
             stmt = t.update().where(t.c.id.in_(ids), _due(t, at, mine))
-            stmt = stmt.values(claimed_until=at + timedelta(seconds=lease)).returning(*t.c)
-            rows = (await conn.execute(stmt)).all()
+            return list(conn.execute(stmt.values(claimed_until=until).returning(*t.c)).all())
+
+        rows = await self.db.transact(take)
+        if not rows:
+            return []
         for row in rows:
             self._mine.pop(row.id, None)
         return sorted((_item(row) for row in rows), key=lambda item: item.id)
