@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -16,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from bot.store.engine import IMMEDIATE, thread_engine
 from bot.store.errors import StoreTimeout
 from bot.store.write_gate import WriteGate
+from bot.store.writer_thread import WriterThread
 
 Insert = postgresql.Insert | sqlite.Insert
 Fence = Callable[[AsyncConnection], Awaitable[None]]
@@ -39,13 +39,13 @@ class Database:
         self.fence: Fence | None = None
         self.fencing: Callable[[], bool] = lambda: False  # whether a fence applies now
         self._thread_engine = thread_engine(engine, timeout=timeout)
-        self._thread = ThreadPoolExecutor(1, thread_name_prefix="store-writer")
+        self._thread = WriterThread()
 
     async def close(self) -> None:
         await self.engine.dispose()
         if self._thread_engine is not None:
             self._thread_engine.dispose()
-        self._thread.shutdown(wait=False)
+        self._thread.close()
 
     async def transact(self, work: Callable[[sa.Connection], T], *, urgent: bool = False) -> T:
         """``work`` as one write transaction run in one go. On SQLite it runs whole in the
@@ -62,7 +62,7 @@ class Database:
                 return work(conn)
 
         async with self.bounded(self.timeout), self.gate.hold(urgent=urgent):
-            return await asyncio.get_running_loop().run_in_executor(self._thread, run)
+            return await self._thread.run(run)
 
     @asynccontextmanager
     async def bounded(self, seconds: float) -> AsyncIterator[None]:

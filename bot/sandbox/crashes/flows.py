@@ -97,7 +97,11 @@ class Driver:
 
     async def train(self) -> None:
         await self.command("train", "/train fraud ref=main dataset=v7", lambda v: bool(v.runs))
-        await self.until(lambda v: any(s in RUN_FINAL for s in v.runs.values()), "a run to end")
+        # a run that succeeded is usable (deployable) once its results are read: its verdict
+        await self.until(
+            lambda v: any(s in RUN_FINAL for s in v.runs.values()) and not v.unjudged,
+            "a run to end and be judged",
+        )
 
     async def stg(self) -> None:
         await self.deploy("stg")
