@@ -21,7 +21,7 @@ from bot.store.deployments import Deployments
 from bot.store.engine import build_engine, normalize_url
 from bot.store.errors import StoreNotReady, StoreTimeout
 from bot.store.inbox import Inbox
-from bot.store.leases import FENCE, Leases, check_fence
+from bot.store.leases import Leases, check_fence
 from bot.store.runs import Runs
 
 PING_TIMEOUT = 2.0
@@ -43,14 +43,13 @@ class Store:
     def __init__(self, engine: AsyncEngine, *, timeout: float = 10.0) -> None:
         self.db = Database(engine, timeout=timeout)
         self.db.fence = check_fence
-        self.db.fencing = lambda: FENCE.get() is not None
         self.leases = Leases(self.db)
         self.runs = Runs(self.db)
         self.deployments = Deployments(self.db)
         self.inbox = Inbox(self.db)
-        self.interactions = Inbox(self.db, table=schema.interactions)
+        self.interactions = Inbox(self.db, table=schema.interactions, gate=self.inbox.gate)
         self.ab = AbExperimentsStore(self.db)
-        self.cards = CardStates(self.db)
+        self.cards = CardStates(self.db, self.inbox.gate)
         self._engine = engine
         self._timeout = timeout
         self._read = self.db.read
@@ -63,7 +62,7 @@ class Store:
         return cls(build_engine(normalize_url(url), timeout=timeout), timeout=timeout)
 
     async def close(self) -> None:
-        await self.db.close()
+        await self._engine.dispose()
 
     # -- schema -----------------------------------------------------------------------------
 
@@ -155,15 +154,11 @@ class Store:
         processed in the same transaction (right after its reply: a replay answers no more)."""
         table = schema.audit_events
         stmt = table.insert().values(rows.audit_values(event)).returning(table.c.id)
-        done = self.interactions.finished([processed]) if processed is not None else None
-
-        def write(conn: sa.Connection) -> int:
-            found = int(conn.execute(stmt).scalar_one())
-            if done is not None:
-                conn.execute(done)
+        async with self._write() as conn:
+            found = int((await conn.execute(stmt)).scalar_one())
+            if processed is not None:
+                await conn.execute(self.interactions.finished([processed]))
             return found
-
-        return await self.db.transact(write)
 
     async def audit_events(
         self, *, model: str | None = None, since: datetime | None = None, limit: int = 1000

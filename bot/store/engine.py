@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -56,27 +56,7 @@ def build_engine(url: URL, *, timeout: float) -> AsyncEngine:
 
 def _sqlite_engine(url: URL, *, timeout: float) -> AsyncEngine:
     engine = create_async_engine(url, connect_args={"timeout": timeout}, pool_timeout=timeout)
-    _configure_sqlite(engine.sync_engine, url, timeout=timeout)
-    return engine
-
-
-def thread_engine(engine: AsyncEngine, *, timeout: float) -> Engine | None:
-    """For SQLite, a plain (pysqlite) engine on the same file and settings, for transactions
-    run whole in a thread (``Database.transact``); None for other databases."""
-    if engine.url.drivername != SQLITE:
-        return None
-    url = engine.url.set(drivername="sqlite+pysqlite")
-    sync = create_engine(
-        url,
-        connect_args={"timeout": timeout, "check_same_thread": False},
-        pool_size=1,
-        pool_timeout=timeout,
-    )
-    _configure_sqlite(sync, url, timeout=timeout)
-    return sync
-
-
-def _configure_sqlite(sync_engine: Engine, url: URL, *, timeout: float) -> None:
+    sync_engine = engine.sync_engine
     # SQLite gives up waiting for a writer a little before the asyncio timeout would cancel it.
     busy_ms = int(timeout * 900)
 
@@ -100,3 +80,5 @@ def _configure_sqlite(sync_engine: Engine, url: URL, *, timeout: float) -> None:
     def begin(connection: Any) -> None:
         immediate = connection.get_execution_options().get(IMMEDIATE, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine

@@ -29,6 +29,7 @@ import sqlalchemy as sa
 
 from bot.store.db import Database, now
 from bot.store.schema import inbox
+from bot.store.write_gate import WriteGate
 
 
 class Status(StrEnum):
@@ -130,11 +131,13 @@ class Inbox:
         db: Database,
         *,
         table: sa.Table = inbox,
+        gate: WriteGate | None = None,
         max_batch: int = 500,
         first_refusal: float = 2.0,
     ) -> None:
         self.db = db
         self.table = table
+        self.gate = gate or WriteGate(enabled=db.engine.dialect.name == "sqlite")
         self.max_batch = max_batch
         self.first_refusal = timedelta(seconds=first_refusal)
         self._mine: dict[int, float] = {}  # id -> monotonic end of its first refusal
@@ -190,11 +193,9 @@ class Inbox:
         """Store several deliveries in one transaction; for each, False when already stored."""
         at = now()
         rows = [_values(d, at, self.first_refusal) for d in deliveries]
-
-        def insert(conn: sa.Connection) -> dict[str, int]:
-            return {key: row_id for row_id, key in conn.execute(self._put_stmt, rows)}
-
-        ids = await self.db.transact(insert, urgent=True)
+        async with self.gate.hold(urgent=True), self.db.write() as conn:
+            inserted = await conn.execute(self._put_stmt, rows)
+            ids = {key: row_id for row_id, key in inserted}
         stored = set(ids)
         until = time.monotonic() + self.first_refusal.total_seconds()
         for delivery in deliveries:
@@ -231,18 +232,13 @@ class Inbox:
         at, mine = now(), self._refusals()
         pick = self._oldest_due(sa.select(t.c.id), limit, skip, at=at, mine=mine)
         pick = pick.with_for_update(skip_locked=True)
-        until = at + timedelta(seconds=lease)
-
-        def take(conn: sa.Connection) -> list[sa.Row[Any]]:
-            ids = list(conn.scalars(pick).all())
+        async with self.gate.hold(), self.db.write() as conn:
+            ids = list((await conn.scalars(pick)).all())
             if not ids:
                 return []
             stmt = t.update().where(t.c.id.in_(ids), _due(t, at, mine))
-            return list(conn.execute(stmt.values(claimed_until=until).returning(*t.c)).all())
-
-        rows = await self.db.transact(take)
-        if not rows:
-            return []
+            stmt = stmt.values(claimed_until=at + timedelta(seconds=lease)).returning(*t.c)
+            rows = (await conn.execute(stmt)).all()
         for row in rows:
             self._mine.pop(row.id, None)
         return sorted((_item(row) for row in rows), key=lambda item: item.id)
@@ -264,7 +260,7 @@ class Inbox:
         """Keep claiming the pending rows ``ids`` (work on them goes on) for ``lease`` s."""
         if ids:
             until = now() + timedelta(seconds=lease)
-            async with self.db.write() as conn:
+            async with self.gate.hold(), self.db.write() as conn:
                 await conn.execute(self._pending(list(ids)).values(claimed_until=until))
 
     async def release_claims(self, ids: Collection[int] | None = None) -> None:
@@ -275,7 +271,7 @@ class Inbox:
             if not ids:
                 return
             stmt = stmt.where(t.c.id.in_(list(ids)))
-        async with self.db.write() as conn:
+        async with self.gate.hold(), self.db.write() as conn:
             await conn.execute(stmt.values(claimed_until=None))
 
     def _pending(self, ids: list[int]) -> sa.Update:
@@ -303,14 +299,14 @@ class Inbox:
         if not wanted:
             return
         stmt = self._pending(wanted)
-        async with self.db.write() as conn:
+        async with self.gate.hold(), self.db.write() as conn:
             await conn.execute(stmt.values(values))
 
     async def _finish(self, ids: Iterable[int], status: Status, error: str | None) -> None:
         wanted = list(ids)
         if not wanted:
             return
-        async with self.db.write() as conn:
+        async with self.gate.hold(), self.db.write() as conn:
             await conn.execute(self.finished(wanted, status, error))
 
     def finished(
@@ -326,7 +322,7 @@ class Inbox:
         stmt = self.table.delete().where(
             self.table.c.status != Status.PENDING, self.table.c.done_at < older_than
         )
-        async with self.db.write() as conn:
+        async with self.gate.hold(), self.db.write() as conn:
             result = await conn.execute(stmt)
         return result.rowcount
 
@@ -350,7 +346,7 @@ class Inbox:
             .where(t.c.key == key, t.c.status == Status.FAILED)
             .values(status=Status.PENDING, attempts=0, retry_at=None, done_at=None, error=None)
         )
-        async with self.db.write() as conn:
+        async with self.gate.hold(), self.db.write() as conn:
             result = await conn.execute(stmt)
         return bool(result.rowcount)
 

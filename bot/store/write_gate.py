@@ -2,8 +2,7 @@
 
 SQLite has a single write lock. Writers that collide wait in its busy handler, whose sleeps grow
 to 100 ms, and those sleeps would land on GitLab's acknowledgement. Writes that pass through the
-gate (every ``Database.write``) queue here instead, and urgent ones (the inbox inserts an ack
-waits on) go before the rest.
+gate queue here instead, and urgent ones (the inbox insert a 200 waits on) go before the rest.
 On PostgreSQL writers do not block each other, so the gate lets everything through.
 """
 
@@ -13,6 +12,9 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Protocol
+
+from bot.domain.cards import CardRef
 
 
 class WriteGate:
@@ -54,3 +56,24 @@ class WriteGate:
                     waiter.set_result(None)
                     return
         self._busy = False
+
+
+class CardStore(Protocol):
+    async def save_card(self, ref: CardRef) -> None: ...
+
+    async def get_card(self, key: str) -> CardRef | None: ...
+
+
+class GatedCardStore:
+    """The card table, with its writes passing through the gate (reads need no gate)."""
+
+    def __init__(self, store: CardStore, gate: WriteGate) -> None:
+        self.store = store
+        self.gate = gate
+
+    async def save_card(self, ref: CardRef) -> None:
+        async with self.gate.hold():
+            await self.store.save_card(ref)
+
+    async def get_card(self, key: str) -> CardRef | None:
+        return await self.store.get_card(key)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta, timezone
@@ -19,7 +18,7 @@ from bot.domain.access import AuditEvent, Outcome
 from bot.domain.cards import CardRef
 from bot.domain.deploys import Freeze, Lock
 from bot.errors import ConfigError
-from bot.store import LATEST, MIGRATIONS, Store, StoreNotReady, StoreTimeout, rows, schema
+from bot.store import LATEST, MIGRATIONS, Store, StoreNotReady, StoreTimeout, schema
 from bot.store.engine import build_engine, normalize_url
 from bot.store.migrations import add_column
 from tests.pg import free_port
@@ -344,33 +343,3 @@ async def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None
         await engine.dispose()
     assert pragmas == ["wal", 1, 2700]
     assert (tmp_path / "a" / "b" / "bot.db").exists()
-
-
-# -- transactions run whole -------------------------------------------------------------------
-
-
-async def test_a_transaction_run_whole_commits_all_of_its_statements_or_none(store: Store) -> None:
-    table = schema.audit_events
-    threads: list[str] = []
-
-    def two(conn: sa.Connection) -> int:
-        threads.append(threading.current_thread().name)
-        for n in (1, 2):
-            conn.execute(
-                table.insert().values(rows.audit_values(an_event(T0, correlation_id=f"w{n}")))
-            )
-        return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
-
-    def fails(conn: sa.Connection) -> None:
-        conn.execute(table.insert().values(rows.audit_values(an_event(T0, correlation_id="x"))))
-        raise RuntimeError("half way")
-
-    assert await store.db.transact(two) == 2
-    with pytest.raises(RuntimeError, match="half way"):
-        await store.db.transact(fails)
-
-    kept = [e.correlation_id for e in await store.audit_events()]
-    assert sorted(kept) == ["w1", "w2"]  # nothing of the failed one
-    sqlite = store.db.engine.dialect.name == "sqlite"
-    # on SQLite it runs in the store's writer thread, elsewhere on the event loop's connection
-    assert threads[0].startswith("store-writer") == sqlite
