@@ -150,6 +150,24 @@ async def row(store: Store, deploy_id: int = 1) -> Deployment:
     return found
 
 
+def register_like_the_first(sandbox: Sandbox, *, digest: str | None = None) -> str:
+    """A revision of fraud/stg's family registered as fraud-api-stg:1 was (on ``digest`` when
+    given), as another registration would; its ARN."""
+    client = ecs(sandbox)
+    td = client.describe_task_definition(taskDefinition="fraud-api-stg:1")["taskDefinition"]
+    api = td["containerDefinitions"][0]
+    if digest is not None:
+        api = {**api, "image": api["image"].split("@")[0] + "@" + digest}
+    return str(
+        client.register_task_definition(
+            family=td["family"],
+            networkMode=td["networkMode"],
+            requiresCompatibilities=td["requiresCompatibilities"],
+            containerDefinitions=[api],
+        )["taskDefinition"]["taskDefinitionArn"]
+    )
+
+
 def registered(sandbox: Sandbox) -> int:
     """Task definition revisions of fraud/stg in moto: one per ecspresso deploy that ran."""
     arns = ecs(sandbox).list_task_definitions(familyPrefix="fraud-api-stg")["taskDefinitionArns"]
@@ -283,14 +301,7 @@ async def test_a_revision_of_another_image_registered_meanwhile_is_not_deployed(
     d = durable
     store, _, _ = await a_kill_during_a_hanging_ecspresso(d)
     try:
-        client = ecs(d.sandbox)
-        td = client.describe_task_definition(taskDefinition="fraud-api-stg:1")["taskDefinition"]
-        client.register_task_definition(  # someone else's, on the image ECS already runs
-            family=td["family"],
-            networkMode=td["networkMode"],
-            requiresCompatibilities=td["requiresCompatibilities"],
-            containerDefinitions=td["containerDefinitions"],
-        )
+        register_like_the_first(d.sandbox)  # someone else's, on the image ECS already runs
 
         await started_again(d)
 
@@ -311,15 +322,7 @@ async def test_a_kill_during_ecspresso_after_ecs_changed_follows_the_rollout(
         # what ecspresso had done before the bot died: the run's image registered, the service
         # on it (the hang itself happens before any ECS call)
         client = ecs(d.sandbox)
-        td = client.describe_task_definition(taskDefinition="fraud-api-stg:1")["taskDefinition"]
-        api = td["containerDefinitions"][0]
-        image = api["image"].split("@")[0] + "@" + left.digest
-        new = client.register_task_definition(
-            family=td["family"],
-            networkMode=td["networkMode"],
-            requiresCompatibilities=td["requiresCompatibilities"],
-            containerDefinitions=[{**api, "image": image}],
-        )["taskDefinition"]["taskDefinitionArn"]
+        new = register_like_the_first(d.sandbox, digest=left.digest)
         client.update_service(cluster="ml-stg", service="fraud-api", taskDefinition=new)
 
         await started_again(d)
