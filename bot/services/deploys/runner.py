@@ -437,10 +437,10 @@ class DeployRunner:
         repository = self.settings.models[d.model].deploy.image_repository
         try:
             newest = await self.services.newest_registration(before.task_definition)
-            images = tuple(
-                i for i in newest.images if not repository or in_repository(i, repository)
-            )
-            digests = await self.services.image_digests(images) if newest.revision > head else ()
+            if newest.revision <= head:
+                return None
+            ours = [i for i in newest.images if not repository or in_repository(i, repository)]
+            digests = await self.services.image_digests(tuple(ours))
         except BotError as exc:
             log.warning("deploy_registered_meanwhile_unknown", deploy=d.id, error=str(exc))
             return None
