@@ -152,9 +152,14 @@ async def test_pages_of_other_pipelines_are_followed_and_bounded(world: World) -
     through them 100 at a time, at most ``list_limit`` per round, and resumes after them."""
     (mine,) = await world.start_runs(FRAUD, 1)
     project = world.stand_in.state.project(FRAUD)
-    for _ in range(200):
+    # GitLab writes its stamps to the millisecond: the cursor resumes at the 150th's
+    # millisecond, so the others are a millisecond apart (a fast machine makes dozens per ms).
+    base = datetime.now(UTC) - timedelta(seconds=1)
+    world.stand_in.pipeline(FRAUD, mine).updated_at = base
+    for i in range(200):
         other = world.stand_in.state.create(project, "main", source="push", variables={}, inputs={})
         world.stand_in.advance(FRAUD, other.id)
+        other.updated_at = base + timedelta(milliseconds=i + 1)
     moved, first = await world.round()
     assert moved and first == {"list": 2, "jobs": 1, "one": 0}  # 150 of 201: two pages
     moved, second = await world.round()
