@@ -15,10 +15,13 @@ from bot.views.actions import ActionId, ChangeTarget, DeployTarget, EnvTarget, R
 from bot.views.blocks import Message
 from bot.views.replies import info_reply
 from handlers import incident_actions
+from handlers.deploy_commands import reply_first
 from handlers.deps import Deps
 from handlers.outcome import (
     Interaction,
     Reply,
+    ReplyFirst,
+    Result,
     acking,
     delivery_key,
     handle,
@@ -26,7 +29,7 @@ from handlers.outcome import (
 )
 
 Value = TypeVar("Value", bound=BaseModel)
-Work = Callable[[Interaction], Awaitable[Message | None]]
+Work = Callable[[Interaction], Awaitable[Result]]
 
 
 def register(app: AsyncApp, deps: Deps) -> None:
@@ -109,22 +112,20 @@ class Clicks:
         )
         return info_reply(said)
 
-    async def deploy_run(self, interaction: Interaction) -> Message | None:
+    async def deploy_run(self, interaction: Interaction) -> ReplyFirst:
         """The run card's next step: deploy that run to the first environment."""
         target = parse_value(RunTarget, str(interaction.parameters["value"]))
         interaction.target, interaction.model = f"{target.model}/{target.env}", target.model
         if target.model not in self.deps.settings.models:
             raise UserInputError(f"{target.model} is no longer configured.")
-        d = await self.deps.deploys.request(
+        deploys = self.deps.deploys
+        d = await deploys.record(
             interaction.actor,
             DeployStart(model=target.model, env=target.env, run=target.run),
             interaction.delivery,
         )
-        if not await self.deps.deploys.first_reply(d):
-            return None  # answered by the pass a restart cut short
-        return info_reply(
-            f":rocket: Deploy #{d.id} of run #{target.run} to *{d.env}* is {d.state}."
-        )
+        text = f":rocket: Deploy #{d.id} of run #{target.run} to *{d.env}* is {d.state}."
+        return await reply_first(self.deps, d, text, lambda: deploys.reopen(d))
 
     async def on_ab_approve(self, body: dict[str, Any], context: AsyncBoltContext) -> None:
         await self.run(ActionId.AB_APPROVE, body, context, self.ab_approve)

@@ -14,6 +14,7 @@ from handlers.deps import Deps
 from handlers.outcome import (
     Interaction,
     Reply,
+    Result,
     acking,
     delivery_key,
     handle,
@@ -70,7 +71,7 @@ class SlashCommands:
             self.deps.training, interaction.actor, intent, interaction.delivery
         )
 
-    async def deploy(self, interaction: Interaction, text: str) -> Message | None:
+    async def deploy(self, interaction: Interaction, text: str) -> Result:
         intent = parse_deploy(text, self.deps.catalog)
         note(interaction, "deploy", intent)
         return await deploy_commands.dispatch(

@@ -15,11 +15,12 @@ from bot.views.actions import ActionId
 from bot.views.blocks import Message, when
 from bot.views.monitoring import IncidentTarget, RollbackTarget
 from bot.views.replies import info_reply
+from handlers.deploy_commands import reply_first
 from handlers.deps import Deps
-from handlers.outcome import Interaction, acking
+from handlers.outcome import Interaction, ReplyFirst, Result, acking
 
 Value = TypeVar("Value", bound=BaseModel)
-Work = Callable[[Interaction], Awaitable[Message | None]]
+Work = Callable[[Interaction], Awaitable[Result]]
 Run = Callable[[ActionId, dict[str, Any], AsyncBoltContext, Work], Awaitable[None]]
 Parse = Callable[[type[BaseModel], str], BaseModel]
 
@@ -55,16 +56,16 @@ class IncidentClicks:
         deps = self.deps
         return MonitoringCommands(deps.settings, deps.store, deps.access, deps.chat)
 
-    async def rollback(self, interaction: Interaction) -> Message | None:
+    async def rollback(self, interaction: Interaction) -> ReplyFirst:
         target = self.value(RollbackTarget, interaction)
         interaction.target, interaction.model = f"{target.model}/{target.env}", target.model
         intent = DeployRollback(target.model, target.env, to=target.to)
-        d = await self.deps.deploys.rollback(interaction.actor, intent, interaction.delivery)
-        if not await self.deps.deploys.first_reply(d):
-            return None  # answered by the pass a restart cut short
-        return info_reply(
+        deploys, actor = self.deps.deploys, interaction.actor
+        d = await deploys.record_rollback(actor, intent, interaction.delivery)
+        text = (
             f":rewind: Rollback #{d.id} of *{d.model}/{d.env}* to deploy #{target.to} is {d.state}."
         )
+        return await reply_first(self.deps, d, text, lambda: deploys.reopen_rollback(actor, d))
 
     def value(self, model: type[Value], interaction: Interaction) -> Value:
         parsed = self.parse(model, str(interaction.parameters["value"]))

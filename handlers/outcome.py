@@ -38,6 +38,19 @@ class Reply:
             await self.chat.ephemeral(self.channel, self.user, message.text, message.blocks)
 
 
+@dataclass(frozen=True)
+class ReplyFirst:
+    """A reply to send before ``then`` runs: the work that follows a recorded request (a
+    deploy's card and diff) cannot crash the bot between flagging the reply sent and sending
+    it, so a restart neither loses nor repeats it."""
+
+    message: Message | None
+    then: Callable[[], Awaitable[object]]
+
+
+Result = Message | ReplyFirst | None
+
+
 @dataclass
 class Interaction:
     """One command, click or reaction, as the audit log records it."""
@@ -108,7 +121,7 @@ async def handle(
     deps: Deps,
     interaction: Interaction,
     reply: Reply,
-    work: Callable[[Interaction], Awaitable[Message | None]],
+    work: Callable[[Interaction], Awaitable[Result]],
 ) -> None:
     """Run ``work``; reply with its message or with the one error rendering; always audit."""
     async with deps.inflight.track():
@@ -116,9 +129,11 @@ async def handle(
         error: BaseException | None = None
         answered = False  # not when cancelled: the interaction stays pending for a replay
         try:
-            message = await work(interaction)
-            if message is not None:
-                await reply(message)
+            result = await work(interaction)
+            first = result if isinstance(result, ReplyFirst) else ReplyFirst(result, _nothing)
+            if first.message is not None:
+                await reply(first.message)
+            await first.then()
             answered = True
         except Exception as exc:
             error, answered = exc, True
@@ -129,6 +144,10 @@ async def handle(
             await audit(deps, interaction, error, answered=answered)
             if answered:
                 crash_point("interaction.answered", interaction.kind)
+
+
+async def _nothing() -> None:
+    return None
 
 
 async def report(deps: Deps, exc: Exception, interaction: Interaction, reply: Reply) -> None:

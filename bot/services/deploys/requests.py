@@ -133,9 +133,16 @@ class Deploys:
         """Check everything, record the deploy, show its card (diff computing); then run it or
         prompt for approval. ``request`` (the Slack delivery's key) makes a replayed command
         find the deploy its first pass recorded and finish opening it."""
+        return await self.reopen(await self.record(actor, intent, request))
+
+    async def record(
+        self, actor: str, intent: DeployStart, request: str | None = None
+    ) -> Deployment:
+        """``request`` up to the recorded deploy (or the one a replayed command recorded), so
+        the command can be answered before ``reopen`` shows its card and starts it."""
         await self.access.check(actor, Action.DEPLOY_START, intent.model, intent.env)
         if request is not None and (earlier := await self.store.deployments.by_request(request)):
-            return await self.reopen(earlier)
+            return earlier
         if intent.force_reason:
             await self.access.check(actor, Action.OVERRIDE, None)
         candidate = await self.candidate(intent.model, intent.run, intent.image)
@@ -143,7 +150,7 @@ class Deploys:
             await self.check_gates(actor, intent.model, intent.env, candidate)
         await self.runner.configs.check(intent.model, intent.env)  # trust: never forced
         differs = self.diff_enabled(intent.model, intent.env)
-        return await self.open(
+        return await self.create(
             Deployment(
                 id=0,
                 model=intent.model,
@@ -173,7 +180,8 @@ class Deploys:
             self.runner.deployer is not None and self.model(model).environments[env].diff != "off"
         )
 
-    async def open(self, draft: Deployment) -> Deployment:
+    async def create(self, draft: Deployment) -> Deployment:
+        """The deploy's row: awaiting approval when its environment asks for any."""
         env = self.model(draft.model).environments[draft.env]
         needed = env.rollback_approvals if draft.kind == "rollback" else env.approvals
         if needed > 0:
@@ -181,7 +189,7 @@ class Deploys:
             draft = replace(draft, state=DeployState.AWAITING_APPROVAL, expires_at=expires)
         d = await self.store.deployments.create(draft)
         crash_point("deploy.recorded", d.id)
-        return await self.reopen(d)
+        return d
 
     async def reopen(self, d: Deployment) -> Deployment:
         """What follows the deploy's recording, also after a restart cut it short (a replayed
@@ -405,18 +413,23 @@ class Deploys:
             text += "\n" + diff_excerpt(self.scrubbed(draft, raw).replace("```", "'''"))
         return text
 
-    async def rollback(
+    async def reopen_rollback(self, actor: str, d: Deployment) -> Deployment:
+        """What follows a rollback's recording: ``reopen``, and the channel's line about it."""
+        await self.reopen(d)
+        return await self.announce_rollback(actor, d)
+
+    async def record_rollback(
         self, actor: str, intent: DeployRollback, request: str | None = None
     ) -> Deployment:
-        """Back to the previous good deploy, or to deploy ``to``: its revision, skipping the
-        task definition registration. ``request``: as for ``request``."""
+        """A rollback to the previous good deploy, or to deploy ``to`` (its revision, skipping
+        the task definition registration), recorded; ``reopen_rollback`` does the rest.
+        ``request``: as for ``record``."""
         await self.access.check(actor, Action.DEPLOY_ROLLBACK, intent.model, intent.env)
         earlier = await self.store.deployments.by_request(request) if request else None
         if earlier is not None:
-            await self.reopen(earlier)
-            return await self.announce_rollback(actor, earlier)
+            return earlier
         target = await self.rollback_target(intent)
-        d = await self.open(
+        return await self.create(
             Deployment(
                 id=0,
                 model=intent.model,
@@ -435,7 +448,6 @@ class Deploys:
                 request=request,
             )
         )
-        return await self.announce_rollback(actor, d)
 
     async def announce_rollback(self, actor: str, d: Deployment) -> Deployment:
         """The channel's line about a rollback (posted once: the outbox keys it by its text)."""
