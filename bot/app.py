@@ -150,7 +150,7 @@ async def build(settings: Settings, scrubber: SecretScrubber | None = None) -> B
         processor.wake,
         signing_secret=secret.get_secret_value() if secret else None,
     )
-    processor.yield_to = edge.busy  # acks first: fewer listeners run while Slack waits
+    processor.yield_to = edge.busy  # acks first: listeners start 10 a second while Slack waits
     worker, ci_routes = build_ci(settings, store, notifier, backends.pipelines, progress, metrics)
     worker.claim_lease = claim_lease
     slack_route = None if settings.slack.socket_mode else edge.http

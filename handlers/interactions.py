@@ -28,8 +28,9 @@ from handlers.outcome import INBOX_ITEM, Recorded
 
 log = structlog.get_logger(__name__)
 RETRY_POLL_SECONDS = 1.0
-LIMIT_POLL_SECONDS = 0.05
-SLOW_LISTENER_SECONDS = 0.5
+LIMIT_POLL_SECONDS = 0.02
+BUSY_GAP_SECONDS = 0.1
+"""While Slack waits on the edge, listeners start at most this often (one at a time)."""
 FIRST = asyncio.FIRST_COMPLETED
 
 
@@ -43,20 +44,21 @@ class InteractionProcessor:
         concurrency: int = 8,
         claim_lease: float = 10.0,
         yield_to: Callable[[], bool] | None = None,
-        yielding_concurrency: int = 2,
+        busy_gap: float = BUSY_GAP_SECONDS,
     ) -> None:
         self.inbox = inbox
         self.bolt = bolt
         self.metrics = metrics
         self.concurrency = concurrency
-        # While ``yield_to()`` is true (the edge is answering Slack) at most
-        # ``yielding_concurrency`` run, so acks share the event loop with fewer listeners;
-        # never fewer than one, so processing goes on under any load.
+        # While ``yield_to()`` is true (the edge is answering Slack) a listener starts only
+        # ``busy_gap`` seconds after the last one started: every listener's steps share the
+        # event loop (and the CPU) with the acks, which Slack times; the processing goes on
+        # under any load, ten commands a second at the least.
         self.yield_to = yield_to
-        self.yielding_concurrency = max(1, min(yielding_concurrency, concurrency))
+        self.busy_gap = busy_gap
+        self.last_start = 0.0  # monotonic time the newest listener started
         self.claim_lease = claim_lease
         self.running: dict[int, asyncio.Task[None]] = {}
-        self._started: dict[int, float] = {}  # monotonic start of each running one
         self._keeper = ClaimKeeper(inbox, lambda: set(self.running), claim_lease)
         self._wakeup = asyncio.Event()
         self._loop: asyncio.Task[None] | None = None
@@ -114,36 +116,37 @@ class InteractionProcessor:
                         await self._wakeup.wait()
 
     def free(self) -> int:
-        """How many more may start now: fewer while acks are being answered, where a listener
-        that has run for a while (waiting on GitLab, say) no longer counts against the limit,
-        so a slow one never holds up the rest."""
+        """How many more may start now: while acks are being answered, one once ``busy_gap``
+        has passed since the last start (however many still run: a slow one, waiting on
+        GitLab say, never holds up the rest), else none."""
         free = self.concurrency - len(self.running)
         if self.yield_to is not None and self.yield_to():
-            recent = time.monotonic() - SLOW_LISTENER_SECONDS
-            fresh = sum(1 for started in self._started.values() if started > recent)
-            free = min(free, self.yielding_concurrency - fresh)
+            due = time.monotonic() - self.last_start >= self.busy_gap
+            free = min(free, 1 if due else 0)
         return free
 
     async def _take(self) -> int:
         free = self.free()
         if free <= 0:
-            # a short wait: when the edge falls idle the limit rises before any finishes
-            await asyncio.wait(
-                set(self.running.values()), timeout=LIMIT_POLL_SECONDS, return_when=FIRST
-            )
+            # a short wait: when the edge falls idle or the gap passes, the limit rises before
+            # any finishes
+            if self.running:
+                running = set(self.running.values())
+                await asyncio.wait(running, timeout=LIMIT_POLL_SECONDS, return_when=FIRST)
+            else:
+                await asyncio.sleep(LIMIT_POLL_SECONDS)
             return 1
         items = await self.inbox.claim(free, lease=self.claim_lease, skip=set(self.running))
         for item in items:
             task = asyncio.get_running_loop().create_task(self._process(item))
             self.running[item.id] = task
-            self._started[item.id] = time.monotonic()
+            self.last_start = time.monotonic()
             task.add_done_callback(self._forget(item.id))
         return len(items)
 
     def _forget(self, item_id: int) -> Callable[[asyncio.Task[None]], None]:
         def forget(_: asyncio.Task[None]) -> None:
             self.running.pop(item_id, None)
-            self._started.pop(item_id, None)
 
         return forget
 

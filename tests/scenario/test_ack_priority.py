@@ -1,9 +1,11 @@
-"""Acks come first: while Slack waits on the edge, fewer recorded commands start, never none."""
+"""Acks come first: while Slack waits on the edge, recorded commands start one at a time, a
+``busy_gap`` apart, never none."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 import urllib.parse
 from collections.abc import AsyncIterator, Iterator
@@ -13,7 +15,6 @@ import aiohttp
 from bot.sandbox.people import SIGNING_SECRET
 from bot.sandbox.runner import Sandbox
 from bot.sandbox.signing import signed_headers
-from handlers.interactions import SLOW_LISTENER_SECONDS
 from tests.helpers import eventually
 
 
@@ -70,24 +71,22 @@ async def slow_request(http: aiohttp.ClientSession, sandbox: Sandbox) -> AsyncIt
 
 
 @contextlib.contextmanager
-def most_fresh_while_acking(sandbox: Sandbox) -> Iterator[list[int]]:
-    """Samples, every loop turn, how many listeners started under 0.5 s ago while the edge
-    was busy; yields a one-item list holding the largest count seen."""
+def starts_while_acking(sandbox: Sandbox) -> Iterator[list[float]]:
+    """Samples, every loop turn, when the newest listener started, while the edge was busy;
+    yields the list of distinct start times seen."""
     processor, edge = sandbox.bot.interactions, sandbox.bot.edge
     assert processor is not None and edge is not None
-    most = [0]
+    starts: list[float] = []
 
     async def sample() -> None:
         while True:
-            if edge.busy():
-                recent = time.monotonic() - SLOW_LISTENER_SECONDS
-                fresh = sum(1 for at in processor._started.values() if at > recent)
-                most[0] = max(most[0], fresh)
+            if edge.busy() and processor.last_start not in starts:
+                starts.append(processor.last_start)
             await asyncio.sleep(0)
 
     sampler = asyncio.get_running_loop().create_task(sample())
     try:
-        yield most
+        yield starts
     finally:
         sampler.cancel()
 
@@ -101,7 +100,7 @@ async def test_commands_recorded_while_slack_waits_still_run_a_few_at_a_time(
 ) -> None:
     processor = sandbox.bot.interactions
     assert processor is not None and processor.concurrency == 8
-    with most_fresh_while_acking(sandbox) as most:
+    with starts_while_acking(sandbox) as starts:
         async with slow_request(http, sandbox):
             statuses = await asyncio.gather(
                 *(post(http, sandbox, list_command(sandbox, f"t-{i}")) for i in range(24))
@@ -109,7 +108,10 @@ async def test_commands_recorded_while_slack_waits_still_run_a_few_at_a_time(
             assert statuses == [200] * 24
             # the edge stays busy, and processing goes on all the same
             await eventually(lambda: _at_least(sandbox, 24), timeout=30)
-    assert 1 <= most[0] <= processor.yielding_concurrency
+    started = starts[1:]  # the first may have started before the edge turned busy
+    assert len(started) >= 20, started
+    gaps = [later - earlier for earlier, later in itertools.pairwise(started)]
+    assert min(gaps) >= processor.busy_gap, gaps
     await eventually(lambda: _at_least(sandbox, 25), timeout=30)
 
 
@@ -121,7 +123,10 @@ async def test_an_idle_edge_runs_recorded_commands_at_full_concurrency(
     assert processor is not None and edge is not None
     assert not edge.busy() and processor.free() == processor.concurrency
     async with slow_request(http, sandbox):
-        assert processor.free() == processor.yielding_concurrency
+        processor.last_start = time.monotonic()
+        assert processor.free() == 0  # one started just now
+        processor.last_start -= processor.busy_gap
+        assert processor.free() == 1
     assert processor.free() == processor.concurrency
 
 
