@@ -123,27 +123,43 @@ async def handle(
     reply: Reply,
     work: Callable[[Interaction], Awaitable[Result]],
 ) -> None:
-    """Run ``work``; reply with its message or with the one error rendering; always audit."""
+    """Run ``work``, write the audit line (it marks the recorded interaction processed), then
+    reply with the work's message or the one error rendering. Marked before its reply, an
+    interaction a kill interrupts there loses that reply instead of being answered twice after
+    the restart, and the window is the send alone (a reply through ``response_url`` cannot be
+    looked up). A ``ReplyFirst`` reply goes before its follow-up, which a replay must redo."""
     async with deps.inflight.track():
         started = time.perf_counter()
-        error: BaseException | None = None
+        error: Exception | None = None
+        message: Message | None = None
         answered = False  # not when cancelled: the interaction stays pending for a replay
         try:
             result = await work(interaction)
-            first = result if isinstance(result, ReplyFirst) else ReplyFirst(result, _nothing)
-            if first.message is not None:
-                await reply(first.message)
-            await first.then()
+            if isinstance(result, ReplyFirst):
+                if result.message is not None:
+                    await reply(result.message)
+                await result.then()
+            else:
+                message = result
             answered = True
         except Exception as exc:
             error, answered = exc, True
-            await report(deps, exc, interaction, reply)
         finally:
             elapsed = time.perf_counter() - started
             deps.metrics.command_latency.labels(command=interaction.kind).observe(elapsed)
             await audit(deps, interaction, error, answered=answered)
-            if answered:
-                crash_point("interaction.answered", interaction.kind)
+        if error is not None:
+            await report(deps, error, interaction, reply)
+        elif message is not None:
+            await send(reply, message, interaction)
+        crash_point("interaction.answered", interaction.kind)
+
+
+async def send(reply: Reply, message: Message, interaction: Interaction) -> None:
+    try:
+        await reply(message)
+    except Exception:
+        log.exception("reply_failed", kind=interaction.kind)
 
 
 async def _nothing() -> None:
@@ -155,7 +171,7 @@ async def report(deps: Deps, exc: Exception, interaction: Interaction, reply: Re
     kind = known.kind if known else "internal"
     deps.metrics.error(kind)
     if known is None:
-        log.exception("interaction_failed", kind=interaction.kind)
+        log.error("interaction_failed", kind=interaction.kind, exc_info=exc)
     else:
         log.info("interaction_refused", kind=interaction.kind, error_kind=kind, detail=str(exc))
     try:
