@@ -162,10 +162,6 @@ async def send(reply: Reply, message: Message, interaction: Interaction) -> None
         log.exception("reply_failed", kind=interaction.kind)
 
 
-async def _nothing() -> None:
-    return None
-
-
 async def report(deps: Deps, exc: Exception, interaction: Interaction, reply: Reply) -> None:
     known = exc if isinstance(exc, BotError) else None
     kind = known.kind if known else "internal"
