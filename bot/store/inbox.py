@@ -28,6 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bot.store.db import Database, now
+from bot.store.inline_writer import InlineWriter
 from bot.store.schema import inbox
 from bot.store.write_gate import WriteGate
 
@@ -132,12 +133,15 @@ class Inbox:
         *,
         table: sa.Table = inbox,
         gate: WriteGate | None = None,
+        inline: InlineWriter | None = None,
         max_batch: int = 500,
         first_refusal: float = 2.0,
     ) -> None:
         self.db = db
         self.table = table
         self.gate = gate or WriteGate(enabled=db.engine.dialect.name == "sqlite")
+        self.inline = inline
+        self._flushing: asyncio.Task[None] | None = None
         self.max_batch = max_batch
         self.first_refusal = timedelta(seconds=first_refusal)
         self._mine: dict[int, float] = {}  # id -> monotonic end of its first refusal
@@ -157,13 +161,53 @@ class Inbox:
         """
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queue.append((delivery, future))
-        if self._writer is None:
-            # a context of its own: whoever happens to start the writer lends it nothing (no
-            # leader's fence reaches the writes it makes for every request)
-            self._writer = asyncio.get_running_loop().create_task(
-                self._write_queued(), context=contextvars.Context()
-            )
+        if self._writer is None and self._flushing is None:
+            if self.inline is None:
+                self._start_writer()
+            else:
+                self._start_flush()
         return await future
+
+    def _start_writer(self) -> None:
+        # a context of its own: whoever happens to start the writer lends it nothing (no
+        # leader's fence reaches the writes it makes for every request)
+        self._writer = asyncio.get_running_loop().create_task(
+            self._write_queued(), context=contextvars.Context()
+        )
+
+    def _start_flush(self) -> None:
+        # its first step runs after the callbacks already due: their puts join the batch
+        self._flushing = asyncio.get_running_loop().create_task(
+            self._flush_inline(), context=contextvars.Context()
+        )
+
+    async def _flush_inline(self) -> None:
+        """Group commit through the loop's own writer; anything but a clean commit (the
+        write lock taken, a store fault) leaves the batch to the writer task, which waits for
+        the lock and reports faults."""
+        assert self.inline is not None
+        try:
+            while self._queue:
+                if not self.gate.try_hold():
+                    self._start_writer()
+                    return
+                batch = self._queue[: self.max_batch]
+                del self._queue[: len(batch)]
+                deliveries = [delivery for delivery, _ in batch]
+                try:
+                    inserted = await self.inline.insert(self._put_stmt, self._rows(deliveries))
+                except Exception:
+                    self._queue[:0] = batch
+                    self._start_writer()
+                    return
+                finally:
+                    self.gate.release()
+                stored = self._stored(deliveries, {key: row_id for row_id, key in inserted})
+                for (_, future), new in zip(batch, stored, strict=True):
+                    if not future.done():
+                        future.set_result(new)
+        finally:
+            self._flushing = None
 
     async def _write_queued(self) -> None:
         try:
@@ -171,8 +215,12 @@ class Inbox:
                 batch = self._queue[: self.max_batch]
                 del self._queue[: self.max_batch]
                 await self._write_batch(batch)
+                if self.inline is not None:
+                    break  # the rest goes back to the loop's own writes
         finally:
             self._writer = None
+            if self._queue and self.inline is not None and self._flushing is None:
+                self._start_flush()
 
     async def _write_batch(self, batch: list[tuple[Delivery, asyncio.Future[bool]]]) -> None:
         """One transaction for the batch; if it fails, one each, so a bad row fails alone."""
@@ -191,11 +239,19 @@ class Inbox:
 
     async def put_many(self, deliveries: Sequence[Delivery]) -> list[bool]:
         """Store several deliveries in one transaction; for each, False when already stored."""
-        at = now()
-        rows = [_values(d, at, self.first_refusal) for d in deliveries]
+        rows = self._rows(deliveries)
         async with self.gate.hold(urgent=True), self.db.write() as conn:
             inserted = await conn.execute(self._put_stmt, rows)
             ids = {key: row_id for row_id, key in inserted}
+        return self._stored(deliveries, ids)
+
+    def _rows(self, deliveries: Sequence[Delivery]) -> list[dict[str, Any]]:
+        at = now()
+        return [_values(d, at, self.first_refusal) for d in deliveries]
+
+    def _stored(self, deliveries: Sequence[Delivery], ids: dict[str, int]) -> list[bool]:
+        """For each delivery, whether this insert stored it (False: its key was there), and
+        the first refusal of each stored row."""
         stored = set(ids)
         until = time.monotonic() + self.first_refusal.total_seconds()
         for delivery in deliveries:

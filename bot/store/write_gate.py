@@ -35,6 +35,17 @@ class WriteGate:
         finally:
             self._release()
 
+    def try_hold(self) -> bool:
+        """Take the gate now if nobody holds it (then ``release`` it); False if taken."""
+        if self._busy and self.enabled:
+            return False
+        self._busy = self.enabled
+        return True
+
+    def release(self) -> None:
+        if self.enabled:
+            self._release()
+
     async def _acquire(self, urgent: bool) -> None:
         if not self._busy:
             self._busy = True

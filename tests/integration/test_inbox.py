@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from datetime import timedelta
+from pathlib import Path
 
 from bot.store import Store
 from bot.store.ci_states import CiStates
@@ -110,3 +113,51 @@ async def test_a_row_the_database_refuses_fails_alone(store: Store) -> None:
     assert results[0] is True and results[2] is True
     postgres = store.db.engine.dialect.name == "postgresql"
     assert isinstance(results[1], Exception) if postgres else results[1] is True
+
+
+async def test_on_sqlite_a_put_is_in_the_file_when_it_returns(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/bot.db"
+    store = Store.from_url(url)
+    try:
+        await store.migrate()
+        keys = [f"on-disk-{i}" for i in range(30)]
+        assert all(await asyncio.gather(*(store.interactions.put(delivery(k)) for k in keys)))
+        # another connection (another process would do the same) sees every row committed
+        with contextlib.closing(sqlite3.connect(tmp_path / "bot.db")) as other:
+            found = {key for (key,) in other.execute("SELECT key FROM interactions")}
+        assert found == set(keys)
+    finally:
+        await store.close()
+
+
+async def test_on_sqlite_puts_wait_for_a_writer_elsewhere_without_holding_up_the_loop(
+    tmp_path: Path,
+) -> None:
+    store = Store.from_url(f"sqlite:///{tmp_path}/bot.db")
+    ticks = 0
+
+    async def tick() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    try:
+        await store.migrate()
+        with contextlib.closing(sqlite3.connect(tmp_path / "bot.db", isolation_level=None)) as cli:
+            cli.execute("BEGIN IMMEDIATE")  # e.g. `mlops-bot inbox retry` in the middle of a write
+            ticker = asyncio.create_task(tick())
+            puts = asyncio.gather(*(store.interactions.put(delivery(f"w-{i}")) for i in range(5)))
+            await asyncio.sleep(0.3)
+            assert not puts.done()  # nothing is acked before it is written
+            during = ticks
+            cli.execute("COMMIT")
+        assert await puts == [True] * 5
+        ticker.cancel()
+        assert during >= 10  # the loop went on while the puts waited for the lock
+        assert await store.interactions.counts() == {"pending": 5}
+        # and the next puts take the short way again
+        assert await store.interactions.put(delivery("after")) is True
+        assert await store.interactions.put(delivery("after")) is False
+    finally:
+        await store.close()
