@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -64,21 +64,26 @@ def _sqlite_engine(url: URL, *, timeout: float) -> AsyncEngine:
     def make_parent_dir(dialect: Any, record: Any, cargs: Any, cparams: Any) -> None:
         Path(str(url.database)).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
-    @event.listens_for(sync_engine, "connect")
+    # busy_timeout first: switching a new file to WAL needs the lock another connection may
+    # hold at that moment.
+    configure_sqlite(sync_engine, f"busy_timeout={busy_ms}", "journal_mode=WAL")
+    return engine
+
+
+def configure_sqlite(engine: Engine, *pragmas: str) -> None:
+    """Every SQLite connection of ``engine``: ``pragmas`` in order, foreign keys on, and
+    transactions begun by SQLAlchemy (``BEGIN IMMEDIATE`` under the ``IMMEDIATE`` option)."""
+
+    @event.listens_for(engine, "connect")
     def configure(dbapi_connection: Any, record: Any) -> None:
         # Take transaction control away from the sqlite3 module; SQLAlchemy emits BEGIN below.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        # busy_timeout first: switching a new file to WAL needs the lock another connection
-        # may hold at that moment.
-        cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
+        for pragma in (*pragmas, "foreign_keys=ON"):
+            cursor.execute(f"PRAGMA {pragma}")
         cursor.close()
 
-    @event.listens_for(sync_engine, "begin")
+    @event.listens_for(engine, "begin")
     def begin(connection: Any) -> None:
         immediate = connection.get_execution_options().get(IMMEDIATE, False)
         connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
-
-    return engine

@@ -86,6 +86,13 @@ class BatchResult:
     failed: dict[int, str] = field(default_factory=dict)
 
 
+def _settle(batch: list[tuple[Delivery, asyncio.Future[bool]]], stored: list[bool]) -> None:
+    """Answer each put of a written batch: whether its row is new."""
+    for (_, future), new in zip(batch, stored, strict=True):
+        if not future.done():
+            future.set_result(new)
+
+
 def _values(delivery: Delivery, at: datetime, refusal: timedelta) -> dict[str, Any]:
     return {
         "key": delivery.key,
@@ -141,7 +148,6 @@ class Inbox:
         self.table = table
         self.gate = gate or WriteGate(enabled=db.engine.dialect.name == "sqlite")
         self.inline = inline
-        self._flushing: asyncio.Task[None] | None = None
         self.max_batch = max_batch
         self.first_refusal = timedelta(seconds=first_refusal)
         self._mine: dict[int, float] = {}  # id -> monotonic end of its first refusal
@@ -161,66 +167,40 @@ class Inbox:
         """
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queue.append((delivery, future))
-        if self._writer is None and self._flushing is None:
-            if self.inline is None:
-                self._start_writer()
-            else:
-                self._start_flush()
+        if self._writer is None:
+            # a context of its own: whoever happens to start the writer lends it nothing (no
+            # leader's fence reaches the writes it makes for every request); its first step
+            # runs after the callbacks already due, so their puts join the batch
+            self._writer = asyncio.get_running_loop().create_task(
+                self._write_queued(), context=contextvars.Context()
+            )
         return await future
-
-    def _start_writer(self) -> None:
-        # a context of its own: whoever happens to start the writer lends it nothing (no
-        # leader's fence reaches the writes it makes for every request)
-        self._writer = asyncio.get_running_loop().create_task(
-            self._write_queued(), context=contextvars.Context()
-        )
-
-    def _start_flush(self) -> None:
-        # its first step runs after the callbacks already due: their puts join the batch
-        self._flushing = asyncio.get_running_loop().create_task(
-            self._flush_inline(), context=contextvars.Context()
-        )
-
-    async def _flush_inline(self) -> None:
-        """Group commit through the loop's own writer; anything but a clean commit (the
-        write lock taken, a store fault) leaves the batch to the writer task, which waits for
-        the lock and reports faults."""
-        assert self.inline is not None
-        try:
-            while self._queue:
-                if not self.gate.try_hold():
-                    self._start_writer()
-                    return
-                batch = self._queue[: self.max_batch]
-                del self._queue[: len(batch)]
-                deliveries = [delivery for delivery, _ in batch]
-                try:
-                    inserted = await self.inline.insert(self._put_stmt, self._rows(deliveries))
-                except Exception:
-                    self._queue[:0] = batch
-                    self._start_writer()
-                    return
-                finally:
-                    self.gate.release()
-                stored = self._stored(deliveries, {key: row_id for row_id, key in inserted})
-                for (_, future), new in zip(batch, stored, strict=True):
-                    if not future.done():
-                        future.set_result(new)
-        finally:
-            self._flushing = None
 
     async def _write_queued(self) -> None:
         try:
             while self._queue:
                 batch = self._queue[: self.max_batch]
                 del self._queue[: self.max_batch]
-                await self._write_batch(batch)
-                if self.inline is not None:
-                    break  # the rest goes back to the loop's own writes
+                if not await self._write_inline(batch):
+                    await self._write_batch(batch)
         finally:
             self._writer = None
-            if self._queue and self.inline is not None and self._flushing is None:
-                self._start_flush()
+
+    async def _write_inline(self, batch: list[tuple[Delivery, asyncio.Future[bool]]]) -> bool:
+        """The batch through the loop's own writer (SQLite); False, with nothing written, when
+        there is none or it cannot commit now (the gate or the lock taken, a store fault): the
+        engine's path then waits for the lock off the loop and reports faults."""
+        if self.inline is None or not self.gate.try_hold():
+            return False
+        deliveries = [delivery for delivery, _ in batch]
+        try:
+            inserted = await self.inline.insert(self._put_stmt, self._rows(deliveries))
+        except Exception:
+            return False
+        finally:
+            self.gate.release()
+        _settle(batch, self._stored(deliveries, {key: row_id for row_id, key in inserted}))
+        return True
 
     async def _write_batch(self, batch: list[tuple[Delivery, asyncio.Future[bool]]]) -> None:
         """One transaction for the batch; if it fails, one each, so a bad row fails alone."""
@@ -233,9 +213,7 @@ class Inbox:
             elif not batch[0][1].done():
                 batch[0][1].set_exception(err)
             return
-        for (_, future), new in zip(batch, stored, strict=True):
-            if not future.done():
-                future.set_result(new)
+        _settle(batch, stored)
 
     async def put_many(self, deliveries: Sequence[Delivery]) -> list[bool]:
         """Store several deliveries in one transaction; for each, False when already stored."""

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy import event
 from sqlalchemy.engine import URL, Connection, Engine, RootTransaction
+
+from bot.store.engine import IMMEDIATE, configure_sqlite
 
 
 class InlineWriter:
@@ -84,18 +85,5 @@ def _engine(database: str) -> Engine:
         poolclass=sa.pool.StaticPool,
         connect_args={"check_same_thread": False},  # only the COMMIT runs in the thread
     )
-
-    @event.listens_for(engine, "connect")
-    def configure(dbapi_connection: Any, record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA busy_timeout=0")
-        cursor.execute("PRAGMA wal_autocheckpoint=0")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
-
-    return engine
+    configure_sqlite(engine, "busy_timeout=0", "wal_autocheckpoint=0")
+    return engine.execution_options(**{IMMEDIATE: True})
