@@ -170,8 +170,8 @@ def run(repeat: int, rows: int, settle: float) -> dict[str, Figure]:
     found: dict[str, list[Figure]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         tmp = Path(scratch)
-        empty = f"sqlite+aiosqlite:///{tmp / 'empty.db'}"
-        full = f"sqlite+aiosqlite:///{tmp / 'seeded.db'}"
+        empty = f"sqlite:///{tmp / 'empty.db'}"
+        full = f"sqlite:///{tmp / 'seeded.db'}"
         asyncio.run(seeded_store(full, rows))
         migrate = [sys.executable, "-m", "bot", "migrate"]
         subprocess.run(migrate, env=serve_env(tmp, 0, empty), cwd=ROOT, check=True)  # noqa: S603

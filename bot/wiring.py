@@ -256,9 +256,9 @@ def build_ci(
 ) -> tuple[Worker, list[web.RouteDef]]:
     """GitLab webhook intake (/gitlab/webhook) and the worker that posts CI results after the
     200; pipelines of /train runs go to their run's card instead."""
-    hooks, gate = settings.webhooks, store.inbox.gate
+    hooks = settings.webhooks
     cards = Cards(store, notifier)  # the outbox's writes yield to webhook acks (write gate)
-    states = CiStates(store.db, gate)
+    states = CiStates(store.db)
     accuracy = PipelineAccuracy(settings, pipelines, progress) if pipelines else None
     logs = pipelines if isinstance(pipelines, GitLabPipelines) else None
     results = CiResults(

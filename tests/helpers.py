@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import contextlib
+import sqlite3
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
@@ -11,3 +14,36 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0)
     async with asyncio.timeout(timeout):
         while not await check():
             await asyncio.sleep(0.02)
+
+
+class Ticker:
+    """Counts 10 ms sleeps of a task of its own: how far the event loop went on meanwhile."""
+
+    def __init__(self) -> None:
+        self.ticks = 0
+        self._task: asyncio.Task[None] | None = None
+
+    async def __aenter__(self) -> Ticker:
+        self._task = asyncio.create_task(self._tick())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(0.01)
+            self.ticks += 1
+
+
+@contextlib.contextmanager
+def sqlite_lock_held(database: Path) -> Iterator[sqlite3.Connection]:
+    """Another connection (as another process would) holding the file's write lock."""
+    with contextlib.closing(sqlite3.connect(database, isolation_level=None)) as other:
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            yield other
+        finally:
+            if other.in_transaction:
+                other.execute("ROLLBACK")

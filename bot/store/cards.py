@@ -3,7 +3,7 @@
 ``desire`` records what a card should show (a new version when it changes); the reconciler
 ``claim``s due rows under a lease (so two replicas never send the same card at once), sends
 them, and marks each ``synced`` (with where the message is) or ``failed`` (with when to retry).
-Writes pass through the webhook intake's write gate, so card traffic never delays an ack.
+Writes take their turn at the store's write gate, behind the inserts acks wait for.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from bot.domain.cards import CardRef, CardState
 from bot.store.db import Database, now
 from bot.store.schema import card_states, cards
-from bot.store.write_gate import WriteGate
 
 Blocks = list[dict[str, Any]]
 
@@ -54,9 +53,8 @@ def _state(row: sa.Row[Any], where: CardRef | None) -> CardState:
 class CardStates:
     """The ``card_states`` table (what each card should show) beside ``cards`` (where it is)."""
 
-    def __init__(self, db: Database, gate: WriteGate) -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
-        self.gate = gate
         self._listeners: list[Callable[[], None]] = []
 
     def on_change(self, listener: Callable[[], None]) -> None:
@@ -78,7 +76,7 @@ class CardStates:
         at = now()
         values = {"channel": channel, "parent": parent, "text": text}
         values["blocks"] = _blocks_text(blocks)
-        async with self.gate.hold(), self.db.write() as conn:
+        async with self.db.write() as conn:
             changed = await self._desire(conn, key, values, fresh=fresh, at=at)
         if changed:
             for listener in self._listeners:
@@ -148,7 +146,7 @@ class CardStates:
         pick = sa.select(t.c.key).where(_due(at)).order_by(t.c.parent.is_not(None), t.c.updated_at)
         # replicas claiming at once take different cards instead of queueing on the same rows
         pick = pick.with_for_update(skip_locked=True)
-        async with self.gate.hold(), self.db.write() as conn:
+        async with self.db.write() as conn:
             keys = list((await conn.scalars(pick.limit(limit))).all())
             if not keys:
                 return []
@@ -178,7 +176,7 @@ class CardStates:
         place = {"channel": where.channel, "ts": where.ts, "updated_at": at}
         upsert = self.db.insert(cards).values(key=state.key, **place)
         upsert = upsert.on_conflict_do_update(index_elements=[cards.c.key], set_=place)
-        async with self.gate.hold(), self.db.write() as conn:
+        async with self.db.write() as conn:
             if (await conn.execute(stmt)).rowcount == 0:
                 return False
             await conn.execute(upsert)
@@ -195,19 +193,19 @@ class CardStates:
             retry_at=at + timedelta(seconds=retry_in),
             updated_at=at,
         )
-        async with self.gate.hold(), self.db.write() as conn:
+        async with self.db.write() as conn:
             await conn.execute(stmt)
 
     async def retry_now(self) -> None:
         """Slack answers again: cards backing off after transient failures are due at once."""
         t = card_states
         stmt = t.update().where(t.c.dirty.is_(True), t.c.attempts > 0, t.c.retry_at > now())
-        async with self.gate.hold(), self.db.write() as conn:
+        async with self.db.write() as conn:
             await conn.execute(stmt.values(retry_at=None))
 
     async def forget_where(self, key: str) -> None:
         """The message is gone from Slack: the next attempt posts (or finds) it again."""
-        async with self.gate.hold(), self.db.write() as conn:
+        async with self.db.write() as conn:
             await conn.execute(cards.delete().where(cards.c.key == key))
 
     async def release(self, keys: Collection[str]) -> None:
@@ -216,7 +214,7 @@ class CardStates:
             return
         t = card_states
         stmt = t.update().where(t.c.key.in_(list(keys)), t.c.dirty.is_(True))
-        async with self.gate.hold(), self.db.write() as conn:
+        async with self.db.write() as conn:
             await conn.execute(stmt.values(retry_at=None))
 
     async def unsettled(self) -> int:

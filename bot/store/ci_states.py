@@ -10,13 +10,11 @@ import sqlalchemy as sa
 
 from bot.store.db import Database, now
 from bot.store.schema import ci_state as table
-from bot.store.write_gate import WriteGate
 
 
 class CiStates:
-    def __init__(self, db: Database, gate: WriteGate | None = None) -> None:
+    def __init__(self, db: Database) -> None:
         self.db = db
-        self.gate = gate or WriteGate(enabled=False)
 
     async def get_many(self, keys: Collection[str]) -> dict[str, dict[str, Any]]:
         if not keys:
@@ -36,11 +34,11 @@ class CiStates:
             index_elements=[table.c.key],
             set_={"state": stmt.excluded.state, "updated_at": stmt.excluded.updated_at},
         )
-        async with self.gate.hold(), self.db.write() as conn:
+        async with self.db.write() as conn:
             await conn.execute(stmt)
 
     async def prune(self, older_than: datetime) -> int:
         """Forget cards untouched since ``older_than`` (their Slack messages stay)."""
-        async with self.gate.hold(), self.db.write() as conn:
+        async with self.db.write() as conn:
             result = await conn.execute(table.delete().where(table.c.updated_at < older_than))
         return result.rowcount

@@ -21,7 +21,6 @@ from bot.store.deployments import Deployments
 from bot.store.engine import build_engine, normalize_url
 from bot.store.errors import StoreNotReady, StoreTimeout
 from bot.store.inbox import Inbox
-from bot.store.inline_writer import InlineWriter
 from bot.store.leases import Leases, check_fence
 from bot.store.runs import Runs
 
@@ -47,13 +46,10 @@ class Store:
         self.leases = Leases(self.db)
         self.runs = Runs(self.db)
         self.deployments = Deployments(self.db)
-        self._inline = InlineWriter.for_url(engine.url)
-        self.inbox = Inbox(self.db, inline=self._inline)
-        self.interactions = Inbox(
-            self.db, table=schema.interactions, gate=self.inbox.gate, inline=self._inline
-        )
+        self.inbox = Inbox(self.db)
+        self.interactions = Inbox(self.db, table=schema.interactions)
         self.ab = AbExperimentsStore(self.db)
-        self.cards = CardStates(self.db, self.inbox.gate)
+        self.cards = CardStates(self.db)
         self._engine = engine
         self._timeout = timeout
         self._read = self.db.read
@@ -66,8 +62,6 @@ class Store:
         return cls(build_engine(normalize_url(url), timeout=timeout), timeout=timeout)
 
     async def close(self) -> None:
-        if self._inline is not None:
-            self._inline.close()
         await self._engine.dispose()
 
     # -- schema -----------------------------------------------------------------------------

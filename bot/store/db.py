@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.store.engine import IMMEDIATE
 from bot.store.errors import StoreTimeout
+from bot.store.write_gate import WriteGate
 
 Insert = postgresql.Insert | sqlite.Insert
 Fence = Callable[[AsyncConnection], Awaitable[None]]
@@ -29,6 +30,8 @@ class Database:
         self.engine = engine
         self.writer = engine.execution_options(**{IMMEDIATE: True})
         self.timeout = timeout
+        # SQLite's one write lock, queued for inside the process (see write_gate)
+        self.gate = WriteGate(enabled=engine.dialect.name == "sqlite")
         # Run first in every write transaction; raises to refuse it (leader fencing).
         self.fence: Fence | None = None
 
@@ -50,13 +53,26 @@ class Database:
             yield conn
 
     @asynccontextmanager
-    async def write(self, seconds: float | None = None) -> AsyncIterator[AsyncConnection]:
-        """One transaction; on SQLite it holds the write lock from its first statement. The
+    async def write(
+        self, seconds: float | None = None, *, urgent: bool = False
+    ) -> AsyncIterator[AsyncConnection]:
+        """One transaction; on SQLite it holds the write lock from its first statement, and
+        writers of this process take turns at the gate (``urgent``: an ack waits for it). The
         fence check runs first, so a refused write changes nothing."""
-        async with self.bounded(seconds or self.timeout), self.writer.begin() as conn:
-            if self.fence is not None:
-                await self.fence(conn)
-            yield conn
+        async with self.bounded(seconds or self.timeout):
+            conn = self.writer.connect()
+            try:
+                async with self.gate.hold(urgent=urgent):
+                    await conn.start()
+                    async with conn.begin():
+                        if self.fence is not None:
+                            await self.fence(conn)
+                        yield conn
+            finally:
+                # once the gate is free: SQLAlchemy's close is a task of its own, a turn of
+                # the loop that no other writer needs to wait for
+                if conn.sync_connection is not None:
+                    await asyncio.shield(conn.close())
 
     def insert(self, table: sa.Table) -> Insert:
         if self.engine.dialect.name == "postgresql":

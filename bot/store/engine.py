@@ -11,13 +11,14 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from bot.errors import ConfigError
+from bot.store.loop_sqlite import DRIVER as SQLITE
 
-SQLITE = "sqlite+aiosqlite"
 POSTGRES = "postgresql+asyncpg"
 _ASYNC_DRIVERS = {
     "sqlite": SQLITE,
     "sqlite+aiosqlite": SQLITE,
     "sqlite+pysqlite": SQLITE,
+    SQLITE: SQLITE,
     "postgres": POSTGRES,
     "postgresql": POSTGRES,
     "postgresql+asyncpg": POSTGRES,
@@ -55,18 +56,17 @@ def build_engine(url: URL, *, timeout: float) -> AsyncEngine:
 
 
 def _sqlite_engine(url: URL, *, timeout: float) -> AsyncEngine:
-    engine = create_async_engine(url, connect_args={"timeout": timeout}, pool_timeout=timeout)
-    sync_engine = engine.sync_engine
     # SQLite gives up waiting for a writer a little before the asyncio timeout would cancel it.
-    busy_ms = int(timeout * 900)
+    engine = create_async_engine(url, connect_args={"timeout": timeout * 0.9}, pool_timeout=timeout)
+    sync_engine = engine.sync_engine
 
     @event.listens_for(sync_engine, "do_connect")
     def make_parent_dir(dialect: Any, record: Any, cargs: Any, cparams: Any) -> None:
         Path(str(url.database)).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
-    # busy_timeout first: switching a new file to WAL needs the lock another connection may
-    # hold at that moment.
-    configure_sqlite(sync_engine, f"busy_timeout={busy_ms}", "journal_mode=WAL")
+    # switching a new file to WAL needs the lock another connection may hold at that moment:
+    # the driver waits for it off the loop
+    configure_sqlite(sync_engine, "journal_mode=WAL")
     return engine
 
 

@@ -28,9 +28,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bot.store.db import Database, now
-from bot.store.inline_writer import InlineWriter
 from bot.store.schema import inbox
-from bot.store.write_gate import WriteGate
 
 
 class Status(StrEnum):
@@ -139,15 +137,11 @@ class Inbox:
         db: Database,
         *,
         table: sa.Table = inbox,
-        gate: WriteGate | None = None,
-        inline: InlineWriter | None = None,
         max_batch: int = 500,
         first_refusal: float = 2.0,
     ) -> None:
         self.db = db
         self.table = table
-        self.gate = gate or WriteGate(enabled=db.engine.dialect.name == "sqlite")
-        self.inline = inline
         self.max_batch = max_batch
         self.first_refusal = timedelta(seconds=first_refusal)
         self._mine: dict[int, float] = {}  # id -> monotonic end of its first refusal
@@ -181,26 +175,9 @@ class Inbox:
             while self._queue:
                 batch = self._queue[: self.max_batch]
                 del self._queue[: self.max_batch]
-                if not await self._write_inline(batch):
-                    await self._write_batch(batch)
+                await self._write_batch(batch)
         finally:
             self._writer = None
-
-    async def _write_inline(self, batch: list[tuple[Delivery, asyncio.Future[bool]]]) -> bool:
-        """The batch through the loop's own writer (SQLite); False, with nothing written, when
-        there is none or it cannot commit now (the gate or the lock taken, a store fault): the
-        engine's path then waits for the lock off the loop and reports faults."""
-        if self.inline is None or not self.gate.try_hold():
-            return False
-        deliveries = [delivery for delivery, _ in batch]
-        try:
-            inserted = await self.inline.insert(self._put_stmt, self._rows(deliveries))
-        except Exception:
-            return False
-        finally:
-            self.gate.release()
-        _settle(batch, self._stored(deliveries, {key: row_id for row_id, key in inserted}))
-        return True
 
     async def _write_batch(self, batch: list[tuple[Delivery, asyncio.Future[bool]]]) -> None:
         """One transaction for the batch; if it fails, one each, so a bad row fails alone."""
@@ -218,7 +195,7 @@ class Inbox:
     async def put_many(self, deliveries: Sequence[Delivery]) -> list[bool]:
         """Store several deliveries in one transaction; for each, False when already stored."""
         rows = self._rows(deliveries)
-        async with self.gate.hold(urgent=True), self.db.write() as conn:
+        async with self.db.write(urgent=True) as conn:
             inserted = await conn.execute(self._put_stmt, rows)
             ids = {key: row_id for row_id, key in inserted}
         return self._stored(deliveries, ids)
@@ -266,7 +243,7 @@ class Inbox:
         at, mine = now(), self._refusals()
         pick = self._oldest_due(sa.select(t.c.id), limit, skip, at=at, mine=mine)
         pick = pick.with_for_update(skip_locked=True)
-        async with self.gate.hold(), self.db.write() as conn:
+        async with self.db.write() as conn:
             ids = list((await conn.scalars(pick)).all())
             if not ids:
                 return []
@@ -294,7 +271,7 @@ class Inbox:
         """Keep claiming the pending rows ``ids`` (work on them goes on) for ``lease`` s."""
         if ids:
             until = now() + timedelta(seconds=lease)
-            async with self.gate.hold(), self.db.write() as conn:
+            async with self.db.write() as conn:
                 await conn.execute(self._pending(list(ids)).values(claimed_until=until))
 
     async def release_claims(self, ids: Collection[int] | None = None) -> None:
@@ -305,7 +282,7 @@ class Inbox:
             if not ids:
                 return
             stmt = stmt.where(t.c.id.in_(list(ids)))
-        async with self.gate.hold(), self.db.write() as conn:
+        async with self.db.write() as conn:
             await conn.execute(stmt.values(claimed_until=None))
 
     def _pending(self, ids: list[int]) -> sa.Update:
@@ -333,14 +310,14 @@ class Inbox:
         if not wanted:
             return
         stmt = self._pending(wanted)
-        async with self.gate.hold(), self.db.write() as conn:
+        async with self.db.write() as conn:
             await conn.execute(stmt.values(values))
 
     async def _finish(self, ids: Iterable[int], status: Status, error: str | None) -> None:
         wanted = list(ids)
         if not wanted:
             return
-        async with self.gate.hold(), self.db.write() as conn:
+        async with self.db.write() as conn:
             await conn.execute(self.finished(wanted, status, error))
 
     def finished(
@@ -356,7 +333,7 @@ class Inbox:
         stmt = self.table.delete().where(
             self.table.c.status != Status.PENDING, self.table.c.done_at < older_than
         )
-        async with self.gate.hold(), self.db.write() as conn:
+        async with self.db.write() as conn:
             result = await conn.execute(stmt)
         return result.rowcount
 
@@ -380,7 +357,7 @@ class Inbox:
             .where(t.c.key == key, t.c.status == Status.FAILED)
             .values(status=Status.PENDING, attempts=0, retry_at=None, done_at=None, error=None)
         )
-        async with self.gate.hold(), self.db.write() as conn:
+        async with self.db.write() as conn:
             result = await conn.execute(stmt)
         return bool(result.rowcount)
 

@@ -1,9 +1,10 @@
-"""One SQLite writer at a time inside the process, with the webhook acknowledgement first.
+"""One SQLite writer at a time inside the process, with the inserts acks wait for first.
 
 SQLite has a single write lock. Writers that collide wait in its busy handler, whose sleeps grow
-to 100 ms, and those sleeps would land on GitLab's acknowledgement. Writes that pass through the
-gate queue here instead, and urgent ones (the inbox insert a 200 waits on) go before the rest.
-On PostgreSQL writers do not block each other, so the gate lets everything through.
+to 100 ms, and those sleeps would land on the acks of Slack and GitLab. Every write transaction
+of the store (``Database.write``) queues here instead, and urgent ones (the inbox inserts a
+200 waits on) go before the rest; only writers in other processes meet the busy handler. On
+PostgreSQL writers do not block each other, so the gate lets everything through.
 """
 
 from __future__ import annotations
@@ -12,9 +13,6 @@ import asyncio
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Protocol
-
-from bot.domain.cards import CardRef
 
 
 class WriteGate:
@@ -33,17 +31,6 @@ class WriteGate:
         try:
             yield
         finally:
-            self._release()
-
-    def try_hold(self) -> bool:
-        """Take the gate now if nobody holds it (then ``release`` it); False if taken."""
-        if self._busy and self.enabled:
-            return False
-        self._busy = self.enabled
-        return True
-
-    def release(self) -> None:
-        if self.enabled:
             self._release()
 
     async def _acquire(self, urgent: bool) -> None:
@@ -67,24 +54,3 @@ class WriteGate:
                     waiter.set_result(None)
                     return
         self._busy = False
-
-
-class CardStore(Protocol):
-    async def save_card(self, ref: CardRef) -> None: ...
-
-    async def get_card(self, key: str) -> CardRef | None: ...
-
-
-class GatedCardStore:
-    """The card table, with its writes passing through the gate (reads need no gate)."""
-
-    def __init__(self, store: CardStore, gate: WriteGate) -> None:
-        self.store = store
-        self.gate = gate
-
-    async def save_card(self, ref: CardRef) -> None:
-        async with self.gate.hold():
-            await self.store.save_card(ref)
-
-    async def get_card(self, key: str) -> CardRef | None:
-        return await self.store.get_card(key)

@@ -12,6 +12,7 @@ from bot.store import Store
 from bot.store.ci_states import CiStates
 from bot.store.db import now
 from bot.store.inbox import Delivery
+from tests.helpers import Ticker, sqlite_lock_held
 
 
 def delivery(key: str, *, kind: str = "pipeline", ignored: bool = False) -> Delivery:
@@ -134,27 +135,19 @@ async def test_on_sqlite_puts_wait_for_a_writer_elsewhere_without_holding_up_the
     tmp_path: Path,
 ) -> None:
     store = Store.from_url(f"sqlite:///{tmp_path}/bot.db")
-    ticks = 0
-
-    async def tick() -> None:
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
     try:
         await store.migrate()
-        with contextlib.closing(sqlite3.connect(tmp_path / "bot.db", isolation_level=None)) as cli:
-            cli.execute("BEGIN IMMEDIATE")  # e.g. `mlops-bot inbox retry` in the middle of a write
-            ticker = asyncio.create_task(tick())
-            puts = asyncio.gather(*(store.interactions.put(delivery(f"w-{i}")) for i in range(5)))
-            await asyncio.sleep(0.3)
-            assert not puts.done()  # nothing is acked before it is written
-            during = ticks
-            cli.execute("COMMIT")
-        assert await puts == [True] * 5
-        ticker.cancel()
-        assert during >= 10  # the loop went on while the puts waited for the lock
+        # e.g. `mlops-bot inbox retry` in the middle of a write
+        async with Ticker() as ticker:
+            with sqlite_lock_held(tmp_path / "bot.db") as cli:
+                puts = asyncio.gather(
+                    *(store.interactions.put(delivery(f"w-{i}")) for i in range(5))
+                )
+                await asyncio.sleep(0.3)
+                assert not puts.done()  # nothing is acked before it is written
+                assert ticker.ticks >= 10  # the loop went on while the puts waited
+                cli.execute("COMMIT")
+            assert await puts == [True] * 5
         assert await store.interactions.counts() == {"pending": 5}
         # and the next puts take the short way again
         assert await store.interactions.put(delivery("after")) is True

@@ -1,0 +1,230 @@
+"""SQLite on the event loop: statements run where they are called, a commit's sync in a thread.
+
+SQLite has one write lock per file, held from ``BEGIN IMMEDIATE`` to ``COMMIT``. Through
+aiosqlite every step of a statement (cursor, execute, rows, close; the BEGIN and the COMMIT
+too) is a hand-over to the driver's thread and back, and on a busy loop each hand-back waits
+for a turn: a short write held the lock for 15-64 ms while the inserts Slack's acks wait for
+queued behind it. Here a statement runs on the loop (an indexed statement takes microseconds,
+and nothing between the statements of a transaction yields to the loop), so a transaction
+holds the lock for its own CPU time plus one commit. Two things never happen on the loop:
+
+- waiting for a lock another process holds: the connection's ``busy_timeout`` is 0, and a
+  statement that finds the file locked is tried again after a pause (1 ms, doubling to
+  25 ms) during which the loop goes on, until the ``timeout`` given to ``connect`` has passed
+  (then the "database is locked" error is raised, as with any driver);
+- the commit of a transaction that wrote rows, whose sync to disk is the one slow step: it
+  runs in a thread, and a cancelled caller still waits for that thread, so a connection is
+  never used from two threads at once. A transaction that only read ends on the loop.
+
+Durability is the file's (its ``synchronous`` setting), as with any driver. Writers inside the
+process take turns at the store's write gate, so they do not meet each other's lock here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from sqlalchemy import pool
+from sqlalchemy.dialects import registry
+from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
+from sqlalchemy.engine.url import URL
+from sqlalchemy.util.concurrency import await_, in_greenlet
+
+DRIVER = "sqlite+loop"  # registered below as the dialect "sqlite.loop"
+FIRST_PAUSE = 0.001
+LAST_PAUSE = 0.025
+T = TypeVar("T")
+
+# Commits never wait for a lock (busy_timeout 0), so a few threads serve every store.
+_commits: Executor | None = None
+
+
+def _committer() -> Executor:
+    global _commits
+    if _commits is None:
+        _commits = ThreadPoolExecutor(4, thread_name_prefix="sqlite-commit")
+    return _commits
+
+
+def _in_thread(call: Callable[[], T]) -> T:
+    """``call`` in a commit thread, awaited from SQLAlchemy's greenlet; a cancel is raised only
+    once the thread is done with the connection."""
+    future = asyncio.get_running_loop().run_in_executor(_committer(), call)
+    cancelled = False
+    while True:
+        try:
+            await_(asyncio.shield(future))
+        except asyncio.CancelledError:
+            cancelled = True
+            if not future.done():
+                continue
+        except BaseException:
+            if not future.done():
+                raise
+        break
+    if cancelled:
+        raise asyncio.CancelledError
+    return future.result()
+
+
+async def _nothing() -> None:
+    return None
+
+
+def _returned() -> None:
+    """Tell SQLAlchemy's async layer the driver was awaited (it insists on one await per
+    statement): an await that does not suspend, so the loop gets no turn mid-transaction."""
+    if in_greenlet():
+        await_(_nothing())
+
+
+def _locked(err: sqlite3.OperationalError) -> bool:
+    return "database is locked" in str(err) or "database is busy" in str(err)
+
+
+class LoopCursor:
+    """A sqlite3 cursor whose statements wait on the loop's terms when the file is locked,
+    and whose rows are read at once (no statement stays open between turns of the loop)."""
+
+    __slots__ = ("_connection", "_cursor", "_rows")
+
+    def __init__(self, connection: LoopConnection) -> None:
+        self._connection = connection
+        self._cursor = connection.raw.cursor()
+        self._rows: deque[Any] = deque()
+
+    def __getattr__(self, name: str) -> Any:  # description, rowcount, lastrowid, arraysize
+        return getattr(self._cursor, name)
+
+    def execute(self, sql: str, parameters: Sequence[Any] | dict[str, Any] = ()) -> LoopCursor:
+        self._connection.run(self._cursor.execute, sql, parameters)
+        self._rows = deque(self._cursor.fetchall() if self._cursor.description else ())
+        _returned()
+        return self
+
+    def executemany(self, sql: str, seq: Sequence[Any]) -> LoopCursor:
+        self._connection.run(self._cursor.executemany, sql, seq)
+        self._rows.clear()
+        _returned()
+        return self
+
+    def fetchone(self) -> Any:
+        return self._rows.popleft() if self._rows else None
+
+    def fetchmany(self, size: int | None = None) -> list[Any]:
+        count = self._cursor.arraysize if size is None else size
+        return [self._rows.popleft() for _ in range(min(count, len(self._rows)))]
+
+    def fetchall(self) -> list[Any]:
+        rows = list(self._rows)
+        self._rows.clear()
+        return rows
+
+    def close(self) -> None:
+        self._rows.clear()
+        self._cursor.close()
+
+    async def _async_soft_close(self) -> None:
+        """SQLAlchemy's async layer closes cursors through this; the rows are read already."""
+
+
+class LoopConnection:
+    """A sqlite3 connection driven from the loop, in SQLAlchemy's DBAPI shape."""
+
+    __slots__ = ("_changes", "_wait", "raw")
+
+    def __init__(self, raw: sqlite3.Connection, wait: float) -> None:
+        self.raw = raw
+        self._wait = wait
+        self._changes = raw.total_changes  # rows written when the last transaction ended
+
+    @property
+    def isolation_level(self) -> str | None:
+        return self.raw.isolation_level
+
+    @isolation_level.setter
+    def isolation_level(self, value: str | None) -> None:
+        self.raw.isolation_level = value  # type: ignore[assignment]  # sqlite3 checks it
+
+    @property
+    def in_transaction(self) -> bool:
+        return self.raw.in_transaction
+
+    def cursor(self) -> LoopCursor:
+        return LoopCursor(self)
+
+    def create_function(self, *args: Any, **kwargs: Any) -> None:
+        self.raw.create_function(*args, **kwargs)
+
+    def commit(self) -> None:
+        """A transaction that wrote rows commits in a thread (its sync to disk); one that only
+        read has nothing to sync and ends here."""
+        if self.raw.total_changes == self._changes:
+            self.raw.commit()
+        else:
+            _in_thread(self.raw.commit)
+        self._changes = self.raw.total_changes
+
+    def rollback(self) -> None:
+        self.raw.rollback()
+        self._changes = self.raw.total_changes
+
+    def close(self) -> None:
+        self.raw.close()
+
+    def run(self, call: Callable[..., T], *args: Any) -> T:
+        """``call`` now; while another process holds the lock, again after growing pauses in
+        which the loop goes on, for up to the connection's wait."""
+        deadline = time.monotonic() + self._wait
+        pause = FIRST_PAUSE
+        while True:
+            try:
+                return call(*args)
+            except sqlite3.OperationalError as err:
+                if not _locked(err) or not in_greenlet() or time.monotonic() >= deadline:
+                    raise
+            await_(asyncio.sleep(min(pause, max(deadline - time.monotonic(), 0))))
+            pause = min(pause * 2, LAST_PAUSE)
+
+
+class LoopDBAPI:
+    """The sqlite3 module, with ``connect`` handing out loop connections."""
+
+    paramstyle = "qmark"
+
+    def __getattr__(self, name: str) -> Any:  # the exception classes, sqlite_version_info, ...
+        return getattr(sqlite3, name)
+
+    def connect(self, database: str, *, timeout: float = 5.0, **kwargs: Any) -> LoopConnection:
+        """``timeout``: how long a statement may wait for a lock held elsewhere."""
+        kwargs["check_same_thread"] = False  # commits run in a thread
+        raw = sqlite3.connect(database, timeout=0, **kwargs)
+        return LoopConnection(raw, timeout)
+
+
+class LoopSQLiteDialect(SQLiteDialect_pysqlite):
+    driver = "loop"
+    is_async = True
+    has_terminate = False
+    supports_statement_cache = True
+    supports_server_side_cursors = False
+
+    @classmethod
+    def import_dbapi(cls) -> Any:
+        return LoopDBAPI()
+
+    @classmethod
+    def get_pool_class(cls, url: URL) -> type[pool.Pool]:
+        return pool.AsyncAdaptedQueuePool
+
+    def get_driver_connection(self, connection: Any) -> Any:
+        return connection
+
+
+registry.register("sqlite.loop", __name__, "LoopSQLiteDialect")
