@@ -64,23 +64,23 @@ def _sqlite_engine(url: URL, *, timeout: float) -> AsyncEngine:
     def make_parent_dir(dialect: Any, record: Any, cargs: Any, cparams: Any) -> None:
         Path(str(url.database)).expanduser().parent.mkdir(parents=True, exist_ok=True)
 
-    # switching a new file to WAL needs the lock another connection may hold at that moment:
-    # the driver waits for it off the loop
-    configure_sqlite(sync_engine, "journal_mode=WAL")
+    _configure(sync_engine)
     return engine
 
 
-def configure_sqlite(engine: Engine, *pragmas: str) -> None:
-    """Every SQLite connection of ``engine``: ``pragmas`` in order, foreign keys on, and
-    transactions begun by SQLAlchemy (``BEGIN IMMEDIATE`` under the ``IMMEDIATE`` option)."""
+def _configure(engine: Engine) -> None:
+    """Every SQLite connection of ``engine``: WAL, foreign keys on, and transactions begun by
+    SQLAlchemy (``BEGIN IMMEDIATE`` under the ``IMMEDIATE`` option)."""
 
     @event.listens_for(engine, "connect")
     def configure(dbapi_connection: Any, record: Any) -> None:
         # Take transaction control away from the sqlite3 module; SQLAlchemy emits BEGIN below.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        for pragma in (*pragmas, "foreign_keys=ON"):
-            cursor.execute(f"PRAGMA {pragma}")
+        # switching a new file to WAL needs the lock another process may hold at that moment:
+        # the driver waits for it off the loop
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
