@@ -13,9 +13,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bot.store.engine import IMMEDIATE
 from bot.store.errors import StoreTimeout
+from bot.store.loop_sqlite import LoopSQLiteDialect
 from bot.store.write_gate import WriteGate
 
 Insert = postgresql.Insert | sqlite.Insert
+LOOP_DRIVER = LoopSQLiteDialect.driver
 Fence = Callable[[AsyncConnection], Awaitable[None]]
 
 
@@ -69,10 +71,19 @@ class Database:
                             await self.fence(conn)
                         yield conn
             finally:
-                # once the gate is free: SQLAlchemy's close is a task of its own, a turn of
-                # the loop that no other writer needs to wait for
                 if conn.sync_connection is not None:
-                    await asyncio.shield(conn.close())
+                    await self._close(conn)
+
+    async def _close(self, conn: AsyncConnection) -> None:
+        """Close ``conn`` (once the gate is free), even if the caller is cancelled meanwhile.
+
+        The loop driver's close never waits (it ends the transaction on the loop), so nothing
+        can interrupt it; a network driver's can, so it runs shielded, as a task of its own
+        (two more turns of the loop before the caller goes on)."""
+        if self.engine.dialect.driver == LOOP_DRIVER:
+            await conn.close()
+        else:
+            await asyncio.shield(conn.close())
 
     def insert(self, table: sa.Table) -> Insert:
         if self.engine.dialect.name == "postgresql":

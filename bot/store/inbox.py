@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import heapq
 import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -221,16 +222,20 @@ class Inbox:
 
     async def next_batch(self, limit: int, *, skip: Collection[int] = ()) -> list[InboxItem]:
         """The oldest pending deliveries that are due and unclaimed, leaving out ``skip``."""
-        query = self._oldest_due(sa.select(self.table), limit, skip, mine=self._refusals())
+        mine = self._refusals(limit, skip)
+        query = self._oldest_due(sa.select(self.table), limit, skip, mine=mine)
         async with self.db.read() as conn:
             return [_item(row) for row in await conn.execute(query)]
 
-    def _refusals(self) -> list[int]:
-        """The rows this replica stored whose first refusal has not run out."""
+    def _refusals(self, limit: int, skip: Collection[int]) -> list[int]:
+        """The oldest ``limit`` rows (not in ``skip``) this replica stored whose first refusal
+        has not run out. Each of them is due to this replica, so none of its younger rows can
+        be among the oldest ``limit`` due rows: a query needs these ids only, however many
+        were stored in a burst (each id is one more parameter the query binds)."""
         clock = time.monotonic()
         for row_id in [i for i, until in self._mine.items() if until <= clock]:
             del self._mine[row_id]
-        return list(self._mine)
+        return heapq.nsmallest(limit, (i for i in self._mine if i not in skip))
 
     async def claim(
         self, limit: int, *, lease: float, skip: Collection[int] = ()
@@ -240,7 +245,7 @@ class Inbox:
         t = self.table
         if not await self.next_batch(1, skip=skip):
             return []  # a read first: idle polls take no write lock
-        at, mine = now(), self._refusals()
+        at, mine = now(), self._refusals(limit, skip)
         pick = self._oldest_due(sa.select(t.c.id), limit, skip, at=at, mine=mine)
         pick = pick.with_for_update(skip_locked=True)
         async with self.db.write() as conn:

@@ -28,7 +28,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import pool
 from sqlalchemy.dialects import registry
@@ -52,25 +52,50 @@ def _committer() -> Executor:
     return _commits
 
 
+class _HandOff:
+    """The outcome of a call in a commit thread, handed to the loop by one callback that
+    wakes the waiting task directly (no future chained to another in between: each link
+    would cost the waiter one more turn of a busy loop)."""
+
+    __slots__ = ("outcome", "waiter")
+
+    def __init__(self) -> None:
+        self.outcome: tuple[bool, Any] | None = None
+        self.waiter: asyncio.Future[None] | None = None
+
+    def deliver(self, outcome: tuple[bool, Any]) -> None:
+        self.outcome = outcome
+        if self.waiter is not None and not self.waiter.done():
+            self.waiter.set_result(None)
+
+
 def _in_thread(call: Callable[[], T]) -> T:
     """``call`` in a commit thread, awaited from SQLAlchemy's greenlet; a cancel is raised only
     once the thread is done with the connection."""
-    future = asyncio.get_running_loop().run_in_executor(_committer(), call)
-    cancelled = False
-    while True:
+    loop = asyncio.get_running_loop()
+    hand_off = _HandOff()
+
+    def work() -> None:
         try:
-            await_(asyncio.shield(future))
+            outcome: tuple[bool, Any] = (True, call())
+        except BaseException as err:  # handed to the caller, raised there
+            outcome = (False, err)
+        loop.call_soon_threadsafe(hand_off.deliver, outcome)
+
+    _committer().submit(work)
+    cancelled = False
+    while hand_off.outcome is None:
+        hand_off.waiter = loop.create_future()
+        try:
+            await_(hand_off.waiter)
         except asyncio.CancelledError:
             cancelled = True
-            if not future.done():
-                continue
-        except BaseException:
-            if not future.done():
-                raise
-        break
     if cancelled:
         raise asyncio.CancelledError
-    return future.result()
+    ok, value = hand_off.outcome
+    if not ok:
+        raise value
+    return cast(T, value)
 
 
 async def _nothing() -> None:

@@ -4,6 +4,7 @@ lock held by another process waited for without holding up the loop."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import threading
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -112,3 +113,48 @@ async def test_a_write_that_never_got_the_lock_leaves_nothing_and_the_store_goes
     await store.set_freeze(a_freeze("after"))
     found = await store.get_freeze()
     assert found is not None and found.reason == "after"
+
+
+async def test_a_write_cancelled_during_its_commit_returns_once_the_commit_is_done(
+    store: Store,
+) -> None:
+    """The commit's thread owns the connection until it is done: the cancel is raised only
+    then, the row is committed, and the next write finds the store as usual."""
+    entered, finished = threading.Event(), threading.Event()
+
+    @event.listens_for(store.db.engine.sync_engine, "connect")
+    def slow_commits(dbapi_connection: LoopConnection, record: Any) -> None:
+        def on_statement(sql: str) -> None:
+            if sql.startswith("COMMIT") and threading.current_thread() is not main_thread:
+                entered.set()
+                finished.wait(5)  # a sync to disk that takes its time
+
+        dbapi_connection.raw.set_trace_callback(on_statement)
+
+    main_thread = threading.current_thread()
+    store.db.engine.sync_engine.pool.dispose()
+    write = asyncio.create_task(store.set_freeze(a_freeze("mid-commit")))
+    assert await asyncio.to_thread(entered.wait, 5)
+    write.cancel()
+    await asyncio.sleep(0.1)
+    assert not write.done()  # still waiting for the thread, though cancelled
+    finished.set()
+    with pytest.raises(asyncio.CancelledError):
+        await write
+    found = await store.get_freeze()
+    assert found is not None and found.reason == "mid-commit"
+    assert await store.clear_freeze() == found
+    assert await store.get_freeze() is None
+
+
+async def test_a_commit_that_fails_in_its_thread_is_raised_to_the_writer(store: Store) -> None:
+    @event.listens_for(store.db.engine.sync_engine, "connect")
+    def failing_commits(dbapi_connection: LoopConnection, record: Any) -> None:
+        def refuse(action: int, *args: Any) -> int:
+            return sqlite3.SQLITE_DENY if action == sqlite3.SQLITE_TRANSACTION else 0
+
+        dbapi_connection.raw.set_authorizer(refuse)
+
+    store.db.engine.sync_engine.pool.dispose()
+    with pytest.raises(sa.exc.DatabaseError, match="not authorized"):
+        await store.set_freeze(a_freeze("refused"))

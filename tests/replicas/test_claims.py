@@ -13,6 +13,7 @@ import pytest
 from bot.store import Store
 from bot.store.inbox import BatchResult, Delivery, Inbox, InboxItem
 from bot.worker import Worker
+from tests import sql_count
 from tests.helpers import eventually
 
 
@@ -79,6 +80,25 @@ async def test_the_replica_that_stored_a_row_has_the_first_refusal_of_it(
     taken = await replica.interactions.claim(10, lease=30)
     assert [i.key for i in taken] == ["trigger:1", "trigger:2"]
     assert await store.interactions.claim(10, lease=30) == []
+
+
+async def test_after_a_burst_a_claim_binds_a_few_of_the_rows_first_refused_to_others(
+    store: Store, replica: Store
+) -> None:
+    """A replica that stored 1,000 rows a moment ago still takes them oldest first, and its
+    statements name only as many of them as it asks for (not every id it holds)."""
+    sql_count.install(store.db.engine)
+    await store.interactions.put_many([a_click(n) for n in range(1000)])
+    (oldest,) = await store.interactions.next_batch(1)
+    in_hand = {oldest.id}  # being worked on already
+    with sql_count.counting() as found:
+        first = await store.interactions.claim(3, lease=30, skip=in_hand)
+    assert [i.key for i in first] == ["trigger:1", "trigger:2", "trigger:3"]
+    assert max(len(s.parameters) for s in found.statements) < 20
+    assert await replica.interactions.claim(10, lease=30) == []  # still refused to the others
+    in_hand |= {i.id for i in first}
+    taken = await store.interactions.claim(2, lease=30, skip=in_hand)
+    assert [i.key for i in taken] == ["trigger:4", "trigger:5"]
 
 
 async def test_finished_or_released_rows_leave_no_claim_behind(
