@@ -62,6 +62,8 @@ class Store:
         return cls(build_engine(normalize_url(url), timeout=timeout), timeout=timeout)
 
     async def close(self) -> None:
+        await self.inbox.close()
+        await self.interactions.close()
         await self._engine.dispose()
 
     # -- schema -----------------------------------------------------------------------------

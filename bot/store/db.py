@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -44,15 +45,22 @@ class Database:
                 yield
         except TimeoutError:
             raise StoreTimeout(f"the database did not answer within {seconds:g} s") from None
-        except sa.exc.OperationalError as err:
-            if "database is locked" not in str(err.orig):
+        except (sa.exc.OperationalError, sqlite3.OperationalError) as err:
+            # SQLAlchemy's wrapper, or sqlite3's own error from the inbox's prepared insert
+            if "database is locked" not in str(getattr(err, "orig", err)):
                 raise
             raise StoreTimeout(f"the database stayed locked for {seconds:g} s") from None
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:
-        async with self.bounded(self.timeout), self.engine.connect() as conn:
-            yield conn
+        async with self.bounded(self.timeout):
+            conn = self.engine.connect()
+            try:
+                await conn.start()
+                yield conn
+            finally:
+                if conn.sync_connection is not None:
+                    await self._close(conn)
 
     @asynccontextmanager
     async def write(
@@ -75,7 +83,8 @@ class Database:
                     await self._close(conn)
 
     async def _close(self, conn: AsyncConnection) -> None:
-        """Close ``conn`` (once the gate is free), even if the caller is cancelled meanwhile.
+        """Close ``conn`` (after a write, once the gate is free), even if the caller is
+        cancelled meanwhile.
 
         The loop driver's close never waits (it ends the transaction on the loop), so nothing
         can interrupt it; a network driver's can, so it runs shielded, as a task of its own

@@ -29,6 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from bot.store.db import Database, now
+from bot.store.hot_insert import HotInsert
 from bot.store.schema import inbox
 
 
@@ -92,6 +93,20 @@ def _settle(batch: list[tuple[Delivery, asyncio.Future[bool]]], stored: list[boo
             future.set_result(new)
 
 
+COLUMNS = (
+    "key",
+    "kind",
+    "project",
+    "status",
+    "body",
+    "received_at",
+    "attempts",
+    "done_at",
+    "claimed_until",
+)
+"""The columns a stored delivery starts with (``_values``); the others start NULL."""
+
+
 def _values(delivery: Delivery, at: datetime, refusal: timedelta) -> dict[str, Any]:
     return {
         "key": delivery.key,
@@ -153,6 +168,8 @@ class Inbox:
         # .values() of N rows would be compiled anew for each new N.
         insert = db.insert(table).on_conflict_do_nothing(index_elements=[table.c.key])
         self._put_stmt = insert.returning(table.c.id, table.c.key)
+        # on SQLite the same statement, prepared once, on a connection of its own
+        self._hot = HotInsert(db, self._put_stmt, COLUMNS) if db.gate.enabled else None
 
     async def put(self, delivery: Delivery) -> bool:
         """Store ``delivery`` durably; False when its key is already stored (a redelivery).
@@ -196,10 +213,17 @@ class Inbox:
     async def put_many(self, deliveries: Sequence[Delivery]) -> list[bool]:
         """Store several deliveries in one transaction; for each, False when already stored."""
         rows = self._rows(deliveries)
-        async with self.db.write(urgent=True) as conn:
-            inserted = await conn.execute(self._put_stmt, rows)
-            ids = {key: row_id for row_id, key in inserted}
-        return self._stored(deliveries, ids)
+        if self._hot is not None:
+            inserted = await self._hot.run(rows)
+        else:
+            async with self.db.write(urgent=True) as conn:
+                inserted = list(await conn.execute(self._put_stmt, rows))
+        return self._stored(deliveries, {key: row_id for row_id, key in inserted})
+
+    async def close(self) -> None:
+        """Hand back the connection the inserts keep (before the engine is disposed)."""
+        if self._hot is not None:
+            await self._hot.close()
 
     def _rows(self, deliveries: Sequence[Delivery]) -> list[dict[str, Any]]:
         at = now()

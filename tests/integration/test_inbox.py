@@ -8,9 +8,13 @@ import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+import sqlalchemy as sa
+
 from bot.store import Store
 from bot.store.ci_states import CiStates
 from bot.store.db import now
+from bot.store.errors import StoreTimeout
 from bot.store.inbox import Delivery
 from tests.helpers import Ticker, sqlite_lock_held
 
@@ -152,5 +156,50 @@ async def test_on_sqlite_puts_wait_for_a_writer_elsewhere_without_holding_up_the
         # and the next puts take the short way again
         assert await store.interactions.put(delivery("after")) is True
         assert await store.interactions.put(delivery("after")) is False
+    finally:
+        await store.close()
+
+
+async def test_on_sqlite_the_prepared_insert_stores_what_sqlalchemy_would(tmp_path: Path) -> None:
+    """The inbox's own insert (SQLite) and SQLAlchemy's execution of the same statement leave
+    the same values, of the same SQLite types, in every column."""
+    store = Store.from_url(f"sqlite:///{tmp_path}/bot.db")
+    try:
+        await store.migrate()
+        inbox = store.interactions
+        first_refused = Delivery("hot", "command", None, '{"a": 1}')
+        assert await inbox.put(first_refused) is True
+        assert await inbox.put(delivery("hot-ignored", ignored=True)) is True
+        rows = [{**r, "key": f"sa-{r['key']}"} for r in inbox._rows([first_refused])]
+        rows += [{**r, "key": "sa-ignored"} for r in inbox._rows([delivery("x", ignored=True)])]
+        async with store.db.write() as conn:
+            await conn.execute(inbox._put_stmt, rows)
+        columns = [c.name for c in inbox.table.columns if c.name not in ("id", "key")]
+        shapes = ", ".join(f"typeof({c}), length({c})" for c in columns)
+        query = f"SELECT key, {shapes} FROM interactions"  # noqa: S608 -- our column names
+        with contextlib.closing(sqlite3.connect(tmp_path / "bot.db")) as other:
+            found = {key: row for key, *row in other.execute(query)}
+        assert found["hot"] == found["sa-hot"]
+        assert found["hot-ignored"] == found["sa-ignored"]
+        # and SQLAlchemy reads them back as it wrote them
+        t = inbox.table
+        async with store.db.read() as conn:
+            read = dict((await conn.execute(sa.select(t.c.key, t.c.received_at))).all())
+        assert read["hot"].tzinfo is not None
+        assert abs((read["hot"] - read["sa-hot"]).total_seconds()) < 5
+    finally:
+        await store.close()
+
+
+async def test_on_sqlite_a_put_that_timed_out_leaves_the_next_one_working(
+    tmp_path: Path,
+) -> None:
+    store = Store.from_url(f"sqlite:///{tmp_path}/bot.db", timeout=0.5)
+    try:
+        await store.migrate()
+        with sqlite_lock_held(tmp_path / "bot.db"), pytest.raises(StoreTimeout):
+            await store.interactions.put(delivery("while-locked"))
+        assert await store.interactions.put(delivery("after")) is True
+        assert [i.key for i in await store.interactions.next_batch(10)] == ["after"]
     finally:
         await store.close()

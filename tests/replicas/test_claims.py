@@ -32,7 +32,10 @@ def a_click(n: int) -> Delivery:
 async def record(inbox: Inbox, count: int) -> None:
     """Store ``count`` rows as a replica that keeps no first refusal of them (a third one)."""
     recorder = Inbox(inbox.db, table=inbox.table, first_refusal=0)
-    await recorder.put_many([a_click(n) for n in range(count)])
+    try:
+        await recorder.put_many([a_click(n) for n in range(count)])
+    finally:
+        await recorder.close()
 
 
 async def claim_until_empty(inbox: Inbox, taken: list[str]) -> None:
