@@ -69,6 +69,7 @@ class Notifier:
         self._flushers: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._sending: set[tuple[str, str]] = set()
         self._settled = asyncio.Condition()
+        self._responses: aiohttp.ClientSession | None = None
 
     async def show_card(
         self,
@@ -169,6 +170,8 @@ class Notifier:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if self._responses is not None:
+            await self._responses.close()
 
     async def _flush_card(self, key: tuple[str, str]) -> None:
         """Send the latest state, then hold the slot for one interval so edits coalesce."""
@@ -201,12 +204,17 @@ class Notifier:
             self._settled.notify_all()
 
     async def _post_response(self, url: str, payload: dict[str, Any]) -> int:
-        timeout = aiohttp.ClientTimeout(total=self._respond_timeout)
-        async with (
-            aiohttp.ClientSession(timeout=timeout) as session,
-            session.post(url, json=payload) as response,
-        ):
+        async with self._response_session().post(url, json=payload) as response:
             return response.status
+
+    def _response_session(self) -> aiohttp.ClientSession:
+        """One session for every response_url post, keeping its connections: a session per
+        post opened a new connection (a TLS handshake with Slack) each time, about a tenth of
+        a slash command's processing."""
+        if self._responses is None or self._responses.closed:
+            timeout = aiohttp.ClientTimeout(total=self._respond_timeout)
+            self._responses = aiohttp.ClientSession(timeout=timeout)
+        return self._responses
 
     def _failed(self, method: str, reason: str, **context: str) -> ExternalError:
         """Log and count a call that failed for good; the error to raise (no token in it)."""

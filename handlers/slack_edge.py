@@ -38,6 +38,8 @@ from handlers.slack_requests import (
 )
 
 log = structlog.get_logger(__name__)
+QUIET_SECONDS = 0.02
+"""How long after its last answer the edge still counts as busy (see ``SlackEdge.busy``)."""
 
 
 @dataclass(frozen=True)
@@ -66,10 +68,17 @@ class SlackEdge:
         self.signing_secret = signing_secret
         self.clock = clock
         self.in_flight = 0  # requests being answered now (the processor yields to them)
+        self.last_answer = -QUIET_SECONDS  # monotonic time the newest answer went out
 
     def busy(self) -> bool:
-        """True while Slack waits for an answer from this edge."""
-        return self.in_flight > 0
+        """True while Slack waits for an answer from this edge, and for a moment after each:
+        between the requests of a burst the edge is idle for a few ms, and listeners started
+        then would run during the burst's next acks."""
+        return self.in_flight > 0 or time.monotonic() - self.last_answer < QUIET_SECONDS
+
+    def _answered(self) -> None:
+        self.in_flight -= 1
+        self.last_answer = time.monotonic()
 
     async def http(self, request: web.Request) -> web.Response:
         """``POST /slack/events``: 401 unless signed; then the verdict's answer."""
@@ -77,7 +86,7 @@ class SlackEdge:
         try:
             return await self._http(request)
         finally:
-            self.in_flight -= 1
+            self._answered()
 
     async def _http(self, request: web.Request) -> web.Response:
         raw = await request.read()  # aiohttp answers 413 past client_max_size
@@ -98,7 +107,7 @@ class SlackEdge:
         try:
             return await self._socket(envelope_type, payload)
         finally:
-            self.in_flight -= 1
+            self._answered()
 
     async def _socket(self, envelope_type: str, payload: Any) -> Answer:
         if not isinstance(payload, dict):

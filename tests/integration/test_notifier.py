@@ -190,6 +190,14 @@ async def test_ephemeral_and_respond(slack: SlackStandIn, notifier: Notifier) ->
     assert (responded.ephemeral_to, responded.text, responded.edited) == ("U1", "replaced", 1)
 
 
+async def test_responses_share_one_connection(slack: SlackStandIn, notifier: Notifier) -> None:
+    url = slack.new_response_url(channel="C1", user="U1")
+    for n in range(3):
+        await notifier.respond(url, f"reply {n}", replace_original=True)
+    assert len(slack.response_peers) == 3
+    assert len(set(slack.response_peers)) == 1  # kept alive, not one connection a reply
+
+
 async def test_respond_to_a_dead_url_raises(slack: SlackStandIn, notifier: Notifier) -> None:
     with pytest.raises(ExternalError, match="http_404"):
         await notifier.respond(slack.url + "/response/expired", "x")

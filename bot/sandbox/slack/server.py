@@ -86,6 +86,7 @@ class SlackStandIn:
             bot_user_id=bot_user_id,
         )
         self.calls: list[RecordedCall] = []
+        self.response_peers: list[Any] = []  # the client address of each response_url post
         self._token = bot_token
         self._app_token = app_token
         self.socket_mode = SocketMode()
@@ -261,6 +262,8 @@ class SlackStandIn:
             callback(message, kind)
 
     async def _handle_response_url(self, request: web.Request) -> web.Response:
+        if request.transport is not None:
+            self.response_peers.append(request.transport.get_extra_info("peername"))
         target = self._responses.target(request.match_info["token"])
         if target is None:
             return web.Response(status=404, text="no_service")
