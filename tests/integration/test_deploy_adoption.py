@@ -68,9 +68,10 @@ class Leader:
         return d
 
     async def look(self, *, first: bool = False) -> list[int]:
+        """The ids reopened so far, in id order: reopenings run as concurrent tasks."""
         await self.adoption.adopt(first=first)
         await asyncio.gather(*self.runner.tasks)
-        return self.opened
+        return sorted(self.opened)
 
 
 async def test_a_queued_deploy_is_reopened_once_it_has_stayed_unowned_for_the_lease(

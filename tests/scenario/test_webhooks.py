@@ -177,7 +177,8 @@ async def test_malformed_json_with_a_valid_token_is_a_logged_400(
     with structlog.testing.capture_logs() as logs:
         status, text = await deliver(http, sandbox.url, b'{"object_kind": "pipeline",')
     assert status == 400 and "malformed JSON payload" in text and "line 1" in text
-    assert [e["event"] for e in logs] == ["webhook_malformed"]
+    # the sandbox's monitoring loop may log its own checks meanwhile
+    assert [e["event"] for e in logs if e["event"].startswith("webhook")] == ["webhook_malformed"]
     assert WEBHOOK_SECRET not in text + repr(logs)
     assert (await deliver(http, sandbox.url, b"[1, 2]"))[0] == 400
     assert await sandbox.bot.store.inbox.counts() == {}
