@@ -133,7 +133,9 @@ async def test_an_idle_edge_runs_recorded_commands_at_full_concurrency(
     assert time.monotonic() - edge.last_answer < 1
     await eventually(lambda: _idle(edge), timeout=1)
     assert time.monotonic() - edge.last_answer >= QUIET_SECONDS
-    assert processor.free() == processor.concurrency
+    # the slow command itself may have started by now: every other slot is free at once
+    running = len(processor.running)
+    assert running <= 1 and processor.free() == processor.concurrency - running
 
 
 async def _idle(edge: SlackEdge) -> bool:
