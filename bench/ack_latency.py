@@ -12,6 +12,11 @@ requests) and 100 (2,000 requests), the goals of issue 15: bot p99 at most 2x ba
 under 50 ms at 100. Before it is measured, the bot answers and runs a first round of commands
 (as a bot that has been up all day has: its queries compiled, its caches warm). The bot's
 event-loop lag (worst stall) comes from its /metrics.
+
+With ``--pin`` (two or more CPUs), the endpoint under test (bare or bot, with all its threads)
+runs alone on CPU 0 and everything else (this process, its stand-ins, the client) on the other
+CPUs: the figures then say what the endpoints cost, not how they fare sharing a CPU with the
+client and the stand-ins that take the bot's replies.
 """
 
 from __future__ import annotations
@@ -66,15 +71,35 @@ def serve_bare(port: int) -> None:
 
 
 @contextlib.contextmanager
-def bare_process() -> Iterator[str]:
+def bare_process(pin: bool) -> Iterator[str]:
     port = free_port()
     process = SPAWN.Process(target=serve_bare, args=(port,), daemon=True)
     process.start()
+    if pin and process.pid is not None:
+        pin_to_target_cpu(process.pid)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:
         process.terminate()
         process.join(10)
+
+
+TARGET_CPU = 0
+
+
+def pin_away_from_target() -> None:
+    """This process, and every process and thread it starts from now on, off the target's CPU."""
+    others = os.sched_getaffinity(0) - {TARGET_CPU}
+    if not others:
+        raise SystemExit("--pin needs two or more CPUs")
+    os.sched_setaffinity(0, others)
+
+
+def pin_to_target_cpu(pid: int) -> None:
+    """Every thread of ``pid`` (threads it starts later inherit it) on the target's CPU."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(ProcessLookupError):
+            os.sched_setaffinity(int(task.name), {TARGET_CPU})
 
 
 async def until_up(url: str) -> None:
@@ -207,14 +232,16 @@ async def migrated(url: str) -> None:
         await store.close()
 
 
-async def main(loads: list[tuple[int, int]], repeat: int) -> None:
+async def main(loads: list[tuple[int, int]], repeat: int, pin: bool) -> None:
     configure_logging("warning")
+    if pin:
+        pin_away_from_target()
     for name, value in SANDBOX_AWS.items():
         os.environ.setdefault(name, value)
     with (
         tempfile.TemporaryDirectory(prefix="ack-latency-") as tmp,
         running_moto(ecs_running=1) as moto,
-        bare_process() as bare_url,
+        bare_process(pin) as bare_url,
     ):
         directory = Path(tmp)
         aws = MotoServer(moto.endpoint_url, region="us-east-1")
@@ -225,6 +252,8 @@ async def main(loads: list[tuple[int, int]], repeat: int) -> None:
         reader = StoreReader(store_url)
         try:
             await bot.start()
+            if pin and bot.proc is not None:
+                pin_to_target_cpu(bot.proc.pid)
             await until_up(bare_url)
             for attempt in range(repeat):
                 for load in loads:
@@ -251,5 +280,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--load", type=parse_load, action="append", dest="loads")
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument(
+        "--pin", action="store_true", help="the endpoint under test alone on CPU 0, the rest off it"
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.loads or [(20, 1000), (100, 2000)], args.repeat))
+    asyncio.run(main(args.loads or [(20, 1000), (100, 2000)], args.repeat, args.pin))
