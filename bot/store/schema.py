@@ -32,9 +32,12 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
-def json_type() -> sa.types.TypeEngine[Any]:
-    """JSON, stored as JSONB on PostgreSQL."""
-    return sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+def json_type(*, nullable: bool = False) -> sa.types.TypeEngine[Any]:
+    """JSON, stored as JSONB on PostgreSQL; in a ``nullable`` column None is SQL NULL (not
+    the JSON text ``null``, which ``IS NULL`` does not match)."""
+    return sa.JSON(none_as_null=nullable).with_variant(
+        postgresql.JSONB(none_as_null=nullable), "postgresql"
+    )
 
 
 def bigint_pk() -> sa.types.TypeEngine[int]:
@@ -208,9 +211,9 @@ runs = sa.Table(
     sa.Column("started_at", UTCDateTime, nullable=True),
     sa.Column("finished_at", UTCDateTime, nullable=True),
     sa.Column("detail", sa.Text, nullable=False),
-    sa.Column("metrics", json_type(), nullable=True),
+    sa.Column("metrics", json_type(nullable=True), nullable=True),
     sa.Column("test_set", sa.String(255), nullable=True),
-    sa.Column("verdict", json_type(), nullable=True),
+    sa.Column("verdict", json_type(nullable=True), nullable=True),
     sa.Column("image", sa.Text, nullable=True),
     sa.Column("request", sa.String(255), nullable=True),  # v9: the Slack delivery's key
     sa.Index("ix_runs_model_id", "model", "id"),
@@ -366,7 +369,7 @@ run_references = sa.Table(
     metadata,
     sa.Column("run_id", sa.BigInteger, primary_key=True),
     sa.Column("source", sa.String(1024), nullable=False),
-    sa.Column("profile", json_type(), nullable=True),
+    sa.Column("profile", json_type(nullable=True), nullable=True),
     sa.Column("error", sa.Text, nullable=True),
     sa.Column("stored_at", UTCDateTime, nullable=False),
 )

@@ -17,6 +17,7 @@ from sqlalchemy.engine import make_url
 from bot.domain.access import AuditEvent, Outcome
 from bot.domain.cards import CardRef
 from bot.domain.deploys import Freeze, Lock
+from bot.domain.runs import Run, RunState
 from bot.errors import ConfigError
 from bot.store import LATEST, MIGRATIONS, Store, StoreNotReady, StoreTimeout, schema
 from bot.store.engine import build_engine, normalize_url
@@ -345,3 +346,28 @@ async def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None
     # lock in a thread instead (see the tests of waiting for a lock held elsewhere)
     assert pragmas == ["wal", 1, 0]
     assert (tmp_path / "a" / "b" / "bot.db").exists()
+
+
+async def test_a_run_not_yet_judged_has_null_metrics_and_verdict_in_sql(store: Store) -> None:
+    """``verdict IS NULL`` finds the runs still to be judged (it missed them when None was
+    stored as the JSON text ``null``)."""
+    run = await store.runs.create(
+        Run(
+            id=0,
+            model="fraud",
+            backend="gitlab",
+            state=RunState.QUEUED,
+            requester="U0ALICE",
+            ref="main",
+            created_at=datetime.now(UTC),
+        )
+    )
+    unjudged = sa.text("SELECT id FROM runs WHERE verdict IS NULL AND metrics IS NULL")
+    async with store.db.read() as conn:
+        assert (await conn.execute(unjudged)).scalars().all() == [run.id]
+    judged = await store.runs.update(run.id, metrics={"accuracy": 0.9}, verdict={"passed": True})
+    assert judged is not None and judged.verdict == {"passed": True}
+    async with store.db.read() as conn:
+        assert (await conn.execute(unjudged)).scalars().all() == []
+    cleared = await store.runs.update(run.id, verdict=None)
+    assert cleared is not None and cleared.verdict is None and cleared.metrics == {"accuracy": 0.9}
