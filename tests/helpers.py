@@ -6,7 +6,11 @@ import asyncio
 import contextlib
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+
+from bot.domain.runs import Run, RunState
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
@@ -14,6 +18,21 @@ async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0)
     async with asyncio.timeout(timeout):
         while not await check():
             await asyncio.sleep(0.02)
+
+
+def queued_run(requester: str = "U0TEST", **changes: Any) -> Run:
+    """A fraud run on GitLab as ``/train`` records it, before its pipeline exists."""
+    fields: dict[str, Any] = {
+        "id": 0,
+        "model": "fraud",
+        "backend": "gitlab",
+        "state": RunState.QUEUED,
+        "requester": requester,
+        "ref": "main",
+        "created_at": datetime.now(UTC),
+        "gpus": 1,
+    }
+    return Run(**(fields | changes))
 
 
 class Ticker:

@@ -15,13 +15,14 @@ from typing import cast
 import pytest
 from tenacity import wait_none
 
-from bot.domain.runs import Run, RunState
+from bot.domain.runs import RunState
 from bot.ports import PipelineStatus
 from bot.sandbox.gitlab.server import GitLabStandIn, StandInProject
 from bot.services.training.followers import PipelinePoller
 from bot.services.training.progress import RunProgress
 from bot.store import Store
 from integrations.gitlab import GitLabPipelines
+from tests.helpers import queued_run
 
 TOKEN = "glpat-polling-secret"
 FRAUD, CHURN = "ml/fraud", "ml/churn"
@@ -54,19 +55,7 @@ class World:
         """``count`` recorded runs, each with a pipeline whose first job is pending."""
         ids = []
         for _ in range(count):
-            run = await self.store.runs.create(
-                Run(
-                    id=0,
-                    model="fraud",
-                    backend="gitlab",
-                    state=RunState.QUEUED,
-                    requester="U0TEST",
-                    ref="main",
-                    created_at=datetime.now(UTC),
-                    gpus=1,
-                    project=project,
-                )
-            )
+            run = await self.store.runs.create(queued_run(project=project))
             status = await self.pipelines.create(project, "main", {"MLOPS_RUN_ID": str(run.id)})
             await self.store.runs.update(run.id, pipeline_id=status.id, state=RunState.RUNNING)
             self.stand_in.advance(project, status.id)

@@ -17,11 +17,11 @@ from sqlalchemy.engine import make_url
 from bot.domain.access import AuditEvent, Outcome
 from bot.domain.cards import CardRef
 from bot.domain.deploys import Freeze, Lock
-from bot.domain.runs import Run, RunState
 from bot.errors import ConfigError
 from bot.store import LATEST, MIGRATIONS, Store, StoreNotReady, StoreTimeout, schema
 from bot.store.engine import build_engine, normalize_url
 from bot.store.migrations import add_column
+from tests.helpers import queued_run
 from tests.pg import free_port
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -351,17 +351,7 @@ async def test_sqlite_runs_in_wal_mode_with_foreign_keys(tmp_path: Path) -> None
 async def test_a_run_not_yet_judged_has_null_metrics_and_verdict_in_sql(store: Store) -> None:
     """``verdict IS NULL`` finds the runs still to be judged (it missed them when None was
     stored as the JSON text ``null``)."""
-    run = await store.runs.create(
-        Run(
-            id=0,
-            model="fraud",
-            backend="gitlab",
-            state=RunState.QUEUED,
-            requester="U0ALICE",
-            ref="main",
-            created_at=datetime.now(UTC),
-        )
-    )
+    run = await store.runs.create(queued_run())
     unjudged = sa.text("SELECT id FROM runs WHERE verdict IS NULL AND metrics IS NULL")
     async with store.db.read() as conn:
         assert (await conn.execute(unjudged)).scalars().all() == [run.id]
