@@ -93,8 +93,9 @@ class Pipelines(Protocol):
     async def find(
         self, project: str, ref: str, variables: Mapping[str, str], since: datetime
     ) -> PipelineStatus | None:
-        """The pipeline for ``ref`` (updated after ``since``) that carries all of ``variables``:
-        how a run whose pipeline may or may not exist finds it before creating one."""
+        """The pipeline for ``ref`` (updated after ``since``) that carries all of ``variables``,
+        with its jobs: how a run whose pipeline may or may not exist finds it before creating
+        one (it may have finished meanwhile)."""
         ...
 
     async def status(self, project: str, pipeline_id: int) -> PipelineStatus: ...

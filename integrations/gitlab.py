@@ -168,8 +168,10 @@ class GitLabPipelines:
         self, project: str, ref: str, variables: Mapping[str, str], since: datetime
     ) -> PipelineStatus | None:
         """The newest pipeline for ``ref`` updated after ``since`` whose variables include all of
-        ``variables`` (a run's MLOPS_* and HP_*): one list request, then one variables request
-        per candidate. Only an API token can look; a trigger token alone cannot."""
+        ``variables`` (a run's MLOPS_* and HP_*), with its jobs: one list request, one variables
+        request per candidate, one jobs read for the match (it may have finished already, and
+        its results are read from a job). Only an API token can look; a trigger token alone
+        cannot."""
         if not self._authenticated:
             raise Conflict(
                 f"the bot cannot tell whether GitLab started a pipeline for {project}: looking "
@@ -191,13 +193,17 @@ class GitLabPipelines:
                     **self._opts,
                 )
             )
+            match = None
             for pipeline in listed:
                 given = await self._variables(pipeline)
                 if all(given.get(k) == v for k, v in wanted.items()):
-                    return _status(pipeline, ())
+                    match = pipeline
+                    break
         except _FAILURES as err:
             raise self._error(err, what, project=project) from err
-        return None
+        if match is None:
+            return None
+        return _status(match, await self.jobs(project, int(match.attributes["id"])))
 
     async def _variables(self, pipeline: ProjectPipeline) -> dict[str, str]:
         found = await self._call(lambda: pipeline.variables.list(get_all=True, **self._opts))

@@ -56,6 +56,10 @@ async def test_find_returns_the_pipeline_carrying_the_runs_variables(
 
     assert found is not None and found.id == mine.id != other.id
     assert (found.ref, found.sha, found.web_url) == (mine.ref, mine.sha, mine.web_url)
+    # with its jobs, as status() reads them: a pipeline found after a restart may have finished
+    assert found.jobs == (await pipelines.status("ml/fraud", mine.id)).jobs
+    planned = stand_in.pipeline("ml/fraud", mine.id).jobs
+    assert [(j.id, j.name) for j in found.jobs] == [(j.id, j.plan.name) for j in planned]
     lists = stand_in.calls_to("GET", r"/pipelines$")
     assert len(lists) == 1 and lists[0].query["ref"] == "main"
     assert lists[0].query["updated_after"].endswith("Z")

@@ -85,6 +85,25 @@ async def test_a_pipeline_created_just_before_the_crash_is_found_not_made_again(
     assert sandbox.gitlab.calls_to("POST", CREATE) == []
 
 
+async def test_a_pipeline_that_finished_while_the_bot_was_down_is_judged_on_its_results(
+    sandbox: Sandbox,
+) -> None:
+    run = await sandbox.bot.store.runs.create(queued_run())
+    made = await create_pipeline(sandbox, run_variables(run))
+    assert sandbox.gitlab.complete(FRAUD, made) == "success"
+    await sandbox.restart()
+    await eventually(lambda: judged(sandbox, run.id), timeout=10)
+    resumed = await sandbox.bot.store.runs.get(run.id)
+    assert resumed is not None and resumed.pipeline_id == made
+    assert resumed.state == RunState.SUCCEEDED and resumed.metrics
+    assert resumed.verdict is not None and resumed.verdict["passed"], resumed.verdict
+
+
+async def judged(sandbox: Sandbox, run_id: int) -> bool:
+    run = await sandbox.bot.store.runs.get(run_id)
+    return run is not None and run.verdict is not None
+
+
 async def create_pipeline(sandbox: Sandbox, variables: dict[str, str]) -> int:
     """As the bot's previous life did, through GitLab's API."""
     gl = gitlab.Gitlab(url=sandbox.gitlab.url, private_token=GITLAB_TOKEN, timeout=5)

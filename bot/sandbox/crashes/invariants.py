@@ -49,8 +49,10 @@ def final_states(view: StoreView) -> list[str]:
 
 
 def false_failures(view: StoreView) -> list[str]:
-    """Nothing in a trial is meant to fail: no fault is injected but the kill."""
+    """Nothing in a trial is meant to fail: no fault is injected but the kill, and the
+    stand-in's training reports metrics that pass the gate."""
     found = [f"run {i} {s}" for i, s in view.runs.items() if s in RUN_FINAL - {"succeeded"}]
+    found += [f"run {i} failed its gate: {why}" for i, why in view.gate_failures.items()]
     found += [
         f"deploy {i} ({env}) {s}"
         for i, (env, s) in view.deploys.items()

@@ -4,6 +4,7 @@ schema loosely) and the ecspresso runs the logging wrapper wrote down."""
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +24,7 @@ DEPLOY_FINAL = {"succeeded", "failed", "rejected", "expired"}
 class StoreView:
     runs: dict[int, str] = field(default_factory=dict)  # id -> state
     unjudged: list[int] = field(default_factory=list)  # succeeded runs without a gate verdict
+    gate_failures: dict[int, str] = field(default_factory=dict)  # run id -> the verdict's reasons
     deploys: dict[int, tuple[str, str]] = field(default_factory=dict)  # id -> (env, state)
     locks: list[tuple[str, str, str]] = field(default_factory=list)  # (model, env, holder)
     cards: dict[str, tuple[str, str]] = field(default_factory=dict)  # key -> (channel, ts)
@@ -67,6 +69,10 @@ class StoreReader:
             unjudged = await _rows(
                 conn, "SELECT id FROM runs WHERE state = 'succeeded' AND verdict IS NULL"
             )
+            verdicts = await _rows(
+                conn,
+                "SELECT id, verdict FROM runs WHERE state = 'succeeded' AND verdict IS NOT NULL",
+            )
             deploys = await _rows(conn, "SELECT id, env, state FROM deployments")
             locks = await _rows(conn, "SELECT model, env, holder FROM locks")
             cards = await _rows(conn, "SELECT key, channel, ts FROM cards")
@@ -76,6 +82,7 @@ class StoreReader:
         return StoreView(
             runs={int(r[0]): str(r[1]) for r in runs},
             unjudged=[int(r[0]) for r in unjudged],
+            gate_failures=_gate_failures(verdicts),
             deploys={int(r[0]): (str(r[1]), str(r[2])) for r in deploys},
             locks=[(str(r[0]), str(r[1]), str(r[2])) for r in locks],
             cards={str(r[0]): (str(r[1]), str(r[2])) for r in cards},
@@ -83,6 +90,17 @@ class StoreReader:
             pending_deliveries=deliveries,
             dirty_cards=dirty,
         )
+
+
+def _gate_failures(verdicts: list[Any]) -> dict[int, str]:
+    """Runs whose verdict did not pass, with its reasons (JSON text on SQLite, JSONB as text
+    from asyncpg)."""
+    found = {}
+    for run_id, raw in verdicts:
+        verdict = json.loads(raw) if isinstance(raw, str) else raw
+        if not verdict.get("passed"):
+            found[int(run_id)] = "; ".join(verdict.get("reasons") or ["no reason given"])
+    return found
 
 
 async def _rows(conn: AsyncConnection, query: str) -> list[Any]:
