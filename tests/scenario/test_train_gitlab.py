@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from bot.domain.runs import RunState
+from bot.domain.runs import Run, RunState
 from bot.sandbox.console import Console
 from bot.sandbox.runner import Sandbox
 from tests.helpers import eventually
@@ -117,6 +117,31 @@ async def test_missing_or_odd_metrics_never_crash(console: Console, sandbox: San
     texts = [json.dumps(m.blocks) for m in sandbox.slack.messages if m.channel == "C0FRAUD"]
     assert any("no metrics" in t and "not valid JSON" in t for t in texts)
     assert any("fraud-test-v4 differs from the champion" in t and "gate failed" in t for t in texts)
+
+
+async def test_a_run_whose_metrics_cannot_be_read_ends_with_the_reason_not_half_judged(
+    console: Console, sandbox: Sandbox
+) -> None:
+    await console.execute("/train fraud")
+    (pipeline,) = sandbox.gitlab.pipelines(FRAUD)
+    sandbox.gitlab.fail(r"/jobs/\d+/artifacts/", status=500, times=1000)
+    sandbox.gitlab.complete(FRAUD, pipeline.id)
+    seen: list[Run] = []
+
+    async def finished() -> bool:
+        run = await sandbox.bot.store.runs.get(1)
+        assert run is not None
+        seen.append(run)
+        return run.state.finished
+
+    await eventually(finished, timeout=30)
+    ended = seen[-1]
+    # the final state and the verdict land in one update: never succeeded and unjudged
+    assert ended.state == RunState.SUCCEEDED and ended.verdict is not None
+    assert not ended.verdict["passed"] and ended.metrics is None
+    assert "the metrics could not be read" in ended.verdict["reasons"][0]
+    await run_state(sandbox, 1, RunState.SUCCEEDED)
+    assert "the metrics could not be read" in card_text(sandbox)  # the card says why
 
 
 async def test_bad_requests_start_nothing(console: Console, sandbox: Sandbox) -> None:

@@ -161,32 +161,46 @@ class RunProgress:
         pipeline: PipelineStatus | None = None,
         pod: str | None = None,
     ) -> Run | None:
-        """Move an active run to its final state exactly once, then judge or explain it."""
+        """Move an active run to its final state exactly once, then show or explain it. A
+        succeeded run is judged first and its verdict lands in the same update: a crash never
+        leaves it succeeded and unjudged (until that update the run is active, and its
+        backend reports it again)."""
+        if run.state.finished:
+            return None
+        results = await self.results(run, pipeline) if state == RunState.SUCCEEDED else {}
         done = await self.store.runs.update(
-            run.id, only_if=ACTIVE, state=state, finished_at=self.clock(), detail=detail[:500]
+            run.id,
+            only_if=ACTIVE,
+            state=state,
+            finished_at=self.clock(),
+            detail=detail[:500],
+            **results,
         )
         if done is None:
             return None
         log.info("run_finished", run=done.id, state=str(state))
-        if state == RunState.SUCCEEDED:
-            done = await self.judge(done, pipeline)
         await self.show(done)
         if state == RunState.FAILED:
             await self.post_failure(done, pipeline, pod)
         return done
 
-    async def judge(self, run: Run, pipeline: PipelineStatus | None) -> Run:
+    async def results(self, run: Run, pipeline: PipelineStatus | None) -> dict[str, Any]:
+        """A succeeded run's metrics, test set and gate verdict, as its final update stores
+        them; a verdict that did not pass, with the reason, when they cannot be read."""
         try:
             report = parse_metrics(await self.metrics_file(run, pipeline))
         except MetricsError as exc:
-            verdict = Verdict(passed=False, reasons=[str(exc)])
-            return await self.store.runs.update(run.id, verdict=verdict.to_json()) or run
+            return {"verdict": Verdict(passed=False, reasons=[str(exc)]).to_json()}
+        except BotError as exc:
+            reason = f"the metrics could not be read: {exc}"
+            return {"verdict": Verdict(passed=False, reasons=[reason]).to_json()}
         await keep_reference(self, run, pipeline)  # reference.json beside the metrics
         verdict = judge(report, await self.champion(run), self.gate(run))
-        updated = await self.store.runs.update(
-            run.id, metrics=report.metrics, test_set=report.test_set, verdict=verdict.to_json()
-        )
-        return updated or run
+        return {
+            "metrics": report.metrics,
+            "test_set": report.test_set,
+            "verdict": verdict.to_json(),
+        }
 
     def gate(self, run: Run) -> Gate:
         return self.settings.models[run.model].training.gate
