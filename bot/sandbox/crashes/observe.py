@@ -66,22 +66,17 @@ class StoreReader:
     async def view(self) -> StoreView:
         async with self._conn() as conn:
             runs = await _rows(conn, "SELECT id, state FROM runs")
-            unjudged = await _rows(
-                conn, "SELECT id FROM runs WHERE state = 'succeeded' AND verdict IS NULL"
-            )
-            verdicts = await _rows(
-                conn,
-                "SELECT id, verdict FROM runs WHERE state = 'succeeded' AND verdict IS NOT NULL",
-            )
+            succeeded = await _rows(conn, "SELECT id, verdict FROM runs WHERE state = 'succeeded'")
             deploys = await _rows(conn, "SELECT id, env, state FROM deployments")
             locks = await _rows(conn, "SELECT model, env, holder FROM locks")
             cards = await _rows(conn, "SELECT key, channel, ts FROM cards")
             interactions = await _count(conn, "interactions", "status = 'pending'")
             deliveries = await _count(conn, "inbox", "status = 'pending'")
             dirty = await _count(conn, "card_states", "dirty")
+        verdicts = _verdicts(succeeded)
         return StoreView(
             runs={int(r[0]): str(r[1]) for r in runs},
-            unjudged=[int(r[0]) for r in unjudged],
+            unjudged=[run_id for run_id, verdict in verdicts if verdict is None],
             gate_failures=_gate_failures(verdicts),
             deploys={int(r[0]): (str(r[1]), str(r[2])) for r in deploys},
             locks=[(str(r[0]), str(r[1]), str(r[2])) for r in locks],
@@ -92,15 +87,19 @@ class StoreReader:
         )
 
 
-def _gate_failures(verdicts: list[Any]) -> dict[int, str]:
-    """Runs whose verdict did not pass, with its reasons (JSON text on SQLite, JSONB as text
-    from asyncpg)."""
-    found = {}
-    for run_id, raw in verdicts:
-        verdict = json.loads(raw) if isinstance(raw, str) else raw
-        if not verdict.get("passed"):
-            found[int(run_id)] = "; ".join(verdict.get("reasons") or ["no reason given"])
-    return found
+def _verdicts(rows: list[Any]) -> list[tuple[int, dict[str, Any] | None]]:
+    """Each succeeded run's verdict, None while it has none (SQL NULL, or the JSON text
+    ``null`` older stores hold); JSON text on SQLite, JSONB as text from asyncpg."""
+    return [(int(run_id), json.loads(raw) if isinstance(raw, str) else raw) for run_id, raw in rows]
+
+
+def _gate_failures(verdicts: list[tuple[int, dict[str, Any] | None]]) -> dict[int, str]:
+    """Runs whose verdict did not pass, with its reasons."""
+    return {
+        run_id: "; ".join(verdict.get("reasons") or ["no reason given"])
+        for run_id, verdict in verdicts
+        if verdict is not None and not verdict.get("passed")
+    }
 
 
 async def _rows(conn: AsyncConnection, query: str) -> list[Any]:
