@@ -442,7 +442,14 @@ def _translate(
         return ExternalError(f"GitLab did not answer while {what} ({type(err).__name__})")
     if code is None:
         return ExternalError(f"GitLab's answer made no sense while {what}")
-    return ExternalError(f"GitLab failed while {what}: HTTP {code} {_message(err)}".rstrip())
+    detail = _without(code, _message(err))
+    return ExternalError(f"GitLab failed while {what}: HTTP {code} {detail}".rstrip())
+
+
+def _without(code: int, message: str) -> str:
+    """GitLab's own text for a status (``500 Internal Server Error``) without the code the
+    error already names."""
+    return message.removeprefix(str(code)).strip()
 
 
 def _code(err: BaseException) -> int | None:

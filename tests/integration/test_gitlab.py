@@ -241,10 +241,11 @@ async def test_a_create_that_may_have_started_is_not_sent_twice(
 ) -> None:
     stand_in.fail(CREATE, status=500, times=5)
 
-    with pytest.raises(ExternalError, match="HTTP 500"):
+    with pytest.raises(ExternalError, match="HTTP 500") as caught:
         await pipelines.create("ml/fraud", "main", {})
 
     assert len(stand_in.calls_to("POST", CREATE)) == 1
+    assert str(caught.value).endswith("HTTP 500 Internal Server Error")  # the code said once
 
 
 async def test_a_hung_gitlab_times_out_and_is_retried(stand_in: GitLabStandIn) -> None:
