@@ -17,11 +17,11 @@ import pytest
 import yaml
 from kubernetes.aio.client import ApiClient, BatchV1Api, CoreV1Api
 
-from bot.clock import utcnow
 from bot.domain.runs import Run, RunState
 from bot.sandbox.console import Console
 from bot.sandbox.runner import Sandbox, running_sandbox
 from integrations.kubernetes.cluster import api_client
+from tests import helpers
 from tests.helpers import eventually
 from tests.kube import FakeKubelet
 
@@ -185,16 +185,7 @@ async def test_a_template_the_api_server_rejects_is_a_clear_error(
 
 def queued_run(model: str) -> Run:
     """A run row as /train writes it before asking Kubernetes."""
-    return Run(
-        id=0,
-        model=model,
-        backend="kubernetes",
-        state=RunState.QUEUED,
-        requester="U0ALICE",
-        ref="main",
-        created_at=utcnow(),
-        gpus=1,
-    )
+    return helpers.queued_run("U0ALICE", model=model, backend="kubernetes")
 
 
 async def run_jobs(kube_api: ApiClient, model: str) -> list[str]:

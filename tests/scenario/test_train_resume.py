@@ -10,13 +10,13 @@ import aiohttp
 import gitlab
 import pytest
 
-from bot.clock import utcnow
 from bot.domain.runs import Run, RunState
 from bot.sandbox.gitlab.projects import GITLAB_TOKEN
 from bot.sandbox.people import SIGNING_SECRET
 from bot.sandbox.runner import Sandbox
 from bot.sandbox.signing import signed_headers
 from bot.services.training.launch import run_variables
+from tests import helpers
 from tests.helpers import eventually
 
 FRAUD = "ml/fraud"
@@ -28,21 +28,9 @@ def manual_pipelines(sandbox: Sandbox) -> None:
     sandbox.gitlab.auto_advance(None)
 
 
-def queued_run(run_id: int = 0) -> Run:
+def queued_run() -> Run:
     """A run row as /train writes it before asking GitLab."""
-    return Run(
-        id=run_id,
-        model="fraud",
-        backend="gitlab",
-        state=RunState.QUEUED,
-        requester="U0ALICE",
-        ref="main",
-        created_at=utcnow(),
-        dataset="v7",
-        gpus=1,
-        params={"lr": "0.01"},
-        project=FRAUD,
-    )
+    return helpers.queued_run("U0ALICE", dataset="v7", params={"lr": "0.01"}, project=FRAUD)
 
 
 async def has_pipeline(sandbox: Sandbox, run_id: int) -> bool:
