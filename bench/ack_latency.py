@@ -11,7 +11,10 @@ own too. Each ``--load`` is ``concurrency:requests``; by default concurrency 20 
 requests) and 100 (2,000 requests), the goals of issue 15: bot p99 at most 2x bare at both,
 under 50 ms at 100. Before it is measured, the bot answers and runs a first round of commands
 (as a bot that has been up all day has: its queries compiled, its caches warm). The bot's
-event-loop lag (worst stall) comes from its /metrics.
+event-loop lag (worst stall) comes from its /metrics. Each run also prints the CPU time each
+endpoint's process (all its threads) spent per request during its burst: at a fixed
+concurrency, a server that has the CPU to itself answers in about concurrency x its CPU per
+request, so this ratio is about the floor of the latency ratio.
 
 With ``--pin`` (two or more CPUs), the endpoint under test (bare or bot, with all its threads)
 runs alone on CPU 0 and everything else (this process, its stand-ins, the client) on the other
@@ -33,6 +36,7 @@ import tempfile
 import time
 import urllib.parse
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
@@ -70,15 +74,31 @@ def serve_bare(port: int) -> None:
     web.run_app(app, host="127.0.0.1", port=port, access_log=None, print=None)
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    url: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class Burst:
+    """One endpoint's answer to a burst: each request's latency, and the CPU its process
+    (every thread) spent meanwhile."""
+
+    latencies: list[float]
+    cpu: float
+
+
 @contextlib.contextmanager
-def bare_process(pin: bool) -> Iterator[str]:
+def bare_process(pin: bool) -> Iterator[Endpoint]:
     port = free_port()
     process = SPAWN.Process(target=serve_bare, args=(port,), daemon=True)
     process.start()
-    if pin and process.pid is not None:
+    assert process.pid is not None
+    if pin:
         pin_to_target_cpu(process.pid)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield Endpoint(f"http://127.0.0.1:{port}", process.pid)
     finally:
         process.terminate()
         process.join(10)
@@ -127,25 +147,38 @@ def command_body(index: str, response_url: str) -> str:
     )
 
 
-def client(url: str, warm: list[str], bodies: list[str], concurrency: int) -> list[float]:
+def client(endpoint: Endpoint, warm: list[str], bodies: list[str], concurrency: int) -> Burst:
     """The load, from a process of its own: ``warm`` first (its connections opened, as a
-    client that talks to the endpoint all day has them), then the latency of each of
-    ``bodies``, in seconds."""
+    client that talks to the endpoint all day has them), then ``bodies``: the latency of each,
+    in seconds, and the CPU the endpoint spent meanwhile."""
 
-    async def run() -> list[float]:
+    async def run() -> Burst:
         connector = aiohttp.TCPConnector(limit=concurrency)
         async with aiohttp.ClientSession(connector=connector) as session:
-            await measure(session, url, warm, concurrency)
-            return await measure(session, url, bodies, concurrency)
+            await measure(session, endpoint.url, warm, concurrency)
+            before = cpu_seconds(endpoint.pid)
+            latencies = await measure(session, endpoint.url, bodies, concurrency)
+            return Burst(latencies, cpu_seconds(endpoint.pid) - before)
 
     return asyncio.run(run())
 
 
-async def in_client(url: str, warm: list[str], bodies: list[str], concurrency: int) -> list[float]:
+async def in_client(
+    endpoint: Endpoint, warm: list[str], bodies: list[str], concurrency: int
+) -> Burst:
     loop = asyncio.get_running_loop()
     with SPAWN.Pool(1) as pool:  # the pool's worker is the client process
-        future = pool.apply_async(client, (url, warm, bodies, concurrency))
+        future = pool.apply_async(client, (endpoint, warm, bodies, concurrency))
         return await loop.run_in_executor(None, future.get)
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time of every thread of ``pid`` so far (the scheduler's nanoseconds, not ticks)."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            total += int((task / "schedstat").read_text().split()[0])
+    return total / 1e9
 
 
 async def measure(
@@ -184,8 +217,8 @@ def row(name: str, values: list[float]) -> str:
 
 
 async def one_load(
-    world: World, reader: StoreReader, bare_url: str, load: tuple[int, int]
-) -> tuple[list[float], list[float]]:
+    world: World, reader: StoreReader, target: Endpoint, bare: Endpoint, load: tuple[int, int]
+) -> tuple[Burst, Burst]:
     """Bare, then bot, with the same bodies; waits until the bot has run every command."""
     concurrency, requests = load
     url = world.stand_ins.slack.new_response_url(channel="C0SANDBOX", user="U0DAVE")
@@ -193,13 +226,13 @@ async def one_load(
     warm = [command_body(f"{tag}-warm-{i}", url) for i in range(2 * concurrency)]
     first = [command_body(f"{tag}-first-{i}", url) for i in range(2 * concurrency)]
     bodies = [command_body(f"{tag}-{i}", url) for i in range(requests)]
-    bare_lat = await in_client(bare_url, warm, bodies, concurrency)
+    bare_burst = await in_client(bare, warm, bodies, concurrency)
     # a bot that has answered and run commands before (its queries compiled, its caches full)
-    await in_client(world.bot_url, [], first, concurrency)
+    await in_client(target, [], first, concurrency)
     await settled(reader)
-    bot_lat = await in_client(world.bot_url, warm, bodies, concurrency)
+    bot_burst = await in_client(target, warm, bodies, concurrency)
     await settled(reader)
-    return bare_lat, bot_lat
+    return bare_burst, bot_burst
 
 
 async def settled(reader: StoreReader) -> None:
@@ -214,14 +247,19 @@ async def worst_lag(url: str) -> str:
     return "; ".join(found[:4]) or "no loop-lag figures in /metrics"
 
 
-def report(load: tuple[int, int], bare_lat: list[float], bot_lat: list[float]) -> None:
+def report(load: tuple[int, int], bare: Burst, bot: Burst) -> None:
     concurrency, requests = load
     print(f"ack latency, {requests} signed slash commands at concurrency {concurrency}")
-    print(row("bare aiohttp + HMAC", bare_lat))
-    print(row("mlops-bot /slack/events", bot_lat))
+    print(row("bare aiohttp + HMAC", bare.latencies))
+    print(row("mlops-bot /slack/events", bot.latencies))
     for pct in (50, 99):
-        ratio = percentile(bot_lat, pct) / percentile(bare_lat, pct)
+        ratio = percentile(bot.latencies, pct) / percentile(bare.latencies, pct)
         print(f"ratio p{pct} (bot / bare): {ratio:.2f}")
+    bare_us, bot_us = (b.cpu / len(b.latencies) * 1e6 for b in (bare, bot))
+    print(
+        f"CPU per request during the burst (every thread of the endpoint's process): "
+        f"bare {bare_us:.0f} us, bot {bot_us:.0f} us, ratio {bot_us / bare_us:.2f}"
+    )
 
 
 async def migrated(url: str) -> None:
@@ -241,7 +279,7 @@ async def main(loads: list[tuple[int, int]], repeat: int, pin: bool) -> None:
     with (
         tempfile.TemporaryDirectory(prefix="ack-latency-") as tmp,
         running_moto(ecs_running=1) as moto,
-        bare_process(pin) as bare_url,
+        bare_process(pin) as bare,
     ):
         directory = Path(tmp)
         aws = MotoServer(moto.endpoint_url, region="us-east-1")
@@ -252,13 +290,15 @@ async def main(loads: list[tuple[int, int]], repeat: int, pin: bool) -> None:
         reader = StoreReader(store_url)
         try:
             await bot.start()
-            if pin and bot.proc is not None:
+            assert bot.proc is not None
+            if pin:
                 pin_to_target_cpu(bot.proc.pid)
-            await until_up(bare_url)
+            target = Endpoint(world.bot_url, bot.proc.pid)
+            await until_up(bare.url)
             for attempt in range(repeat):
                 for load in loads:
                     print(f"-- run {attempt + 1} of {repeat}")
-                    report(load, *await one_load(world, reader, bare_url, load))
+                    report(load, *await one_load(world, reader, target, bare, load))
             print(await worst_lag(world.bot_url))
         finally:
             await bot.stop()
