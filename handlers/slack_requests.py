@@ -14,7 +14,8 @@ import json
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
+
+from yarl import query_to_pairs
 
 from bot.views.actions import ActionId
 
@@ -166,9 +167,16 @@ def classify_command(fields: dict[str, Any], vocabulary: Vocabulary) -> Verdict:
     return Accept("command", _key("trigger", fields.get("trigger_id"), fields), fields)
 
 
+def form_pairs(text: str) -> list[tuple[str, str]]:
+    """A form body's decoded pairs, as ``urllib.parse.parse_qsl(text, keep_blank_values=True,
+    max_num_fields=MAX_FIELDS)`` gives them (ValueError past the limit), in C: the standard
+    library's took a fifth of the edge's own time on every slash command."""
+    return query_to_pairs(text, max_fields=MAX_FIELDS)
+
+
 def _classify_form(text: str, vocabulary: Vocabulary) -> Verdict:
     try:
-        pairs = parse_qsl(text, keep_blank_values=True, max_num_fields=MAX_FIELDS)
+        pairs = form_pairs(text)
     except ValueError as err:
         return Malformed(f"not a form body: {err}")
     fields = dict(pairs)
