@@ -449,7 +449,8 @@ def _translate(
 def _without(code: int, message: str) -> str:
     """GitLab's own text for a status (``500 Internal Server Error``) without the code the
     error already names."""
-    return message.removeprefix(str(code)).strip()
+    head, _, rest = message.partition(" ")
+    return rest.strip() if head == str(code) else message
 
 
 def _code(err: BaseException) -> int | None:
