@@ -47,6 +47,7 @@ class Driver:
     commands: dict[str, Sent] = field(default_factory=dict)  # what each step sent
     hooks: list[list[Hook]] = field(default_factory=list)  # per pipeline, in order
     pipelines: int = 1  # how many failing pipelines the webhook burst tells of
+    sending: asyncio.Event = field(default_factory=asyncio.Event)  # set as the burst begins
 
     async def run(self, steps: tuple[str, ...]) -> None:
         for step in steps:
@@ -160,6 +161,7 @@ class Driver:
                         for n, d in enumerate(story)
                     ]
                 )
+        self.sending.set()
         senders = asyncio.Semaphore(SENDERS)
 
         async def send(story: list[Hook]) -> None:

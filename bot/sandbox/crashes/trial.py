@@ -33,7 +33,8 @@ BURST_WINDOW = (0.1, 0.8)  # seconds into a life of the webhook burst where a ki
 @dataclass(frozen=True)
 class Trial:
     """What to drive and how the first bot dies: at ``crash_at`` (``name[@subject]``, on its
-    ``crash_after``-th hit) or by SIGKILL ``kill_after`` seconds into the flow."""
+    ``crash_after``-th hit) or by SIGKILL ``kill_after`` seconds into the flow (into the
+    webhook burst, when ``kill_in_burst``)."""
 
     name: str
     steps: tuple[str, ...]
@@ -42,6 +43,7 @@ class Trial:
     kill_after: float | None = None
     more_kills: tuple[float, ...] = ()  # each a later life, SIGKILLed this long after its start
     pipelines: int = 1  # failing pipelines in the webhook burst
+    kill_in_burst: bool = False  # each kill's moment counts from its life's first delivery
 
 
 TRAIN, STG, PROD = ("train",), ("train", "stg"), ("train", "stg", "prod")
@@ -82,6 +84,7 @@ def burst_trial(seed: int, *, kills: int, pipelines: int) -> Trial:
         kill_after=moments[0],
         more_kills=moments[1:],
         pipelines=pipelines,
+        kill_in_burst=True,
     )
 
 
@@ -155,11 +158,12 @@ async def first_life(bot: BotProcess, driver: Driver, trial: Trial, outcome: Out
     """Drive until the bot dies (or the flow ends: a random kill then lands on an idle bot)."""
     await bot.start(trial.crash_at, trial.crash_after)
     assert bot.proc is not None
+    driver.sending.clear()
     drive = asyncio.ensure_future(driver.run(trial.steps))
     death = asyncio.ensure_future(bot.proc.wait())
     waiting = {drive, death}
     if trial.kill_after is not None:
-        waiting.add(asyncio.ensure_future(asyncio.sleep(trial.kill_after)))
+        waiting.add(asyncio.ensure_future(kill_moment(trial, driver)))
     await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
     for task in waiting:
         task.cancel()
@@ -176,6 +180,16 @@ async def first_life(bot: BotProcess, driver: Driver, trial: Trial, outcome: Out
     outcome.hits = bot.hits()
     if not outcome.reached:
         outcome.notes.append(f"crash point {trial.crash_at} was never reached")
+
+
+async def kill_moment(trial: Trial, driver: Driver) -> None:
+    """Until the moment the trial kills this life: ``kill_after`` seconds from its start, or
+    from its first delivery of the burst (a store read before it can take longer than the
+    whole window on a loaded machine, and a kill then would find no burst to interrupt)."""
+    assert trial.kill_after is not None
+    if trial.kill_in_burst:
+        await driver.sending.wait()
+    await asyncio.sleep(trial.kill_after)
 
 
 async def second_life(bot: BotProcess, driver: Driver, trial: Trial, outcome: Outcome) -> None:
