@@ -29,7 +29,7 @@ from handlers.outcome import INBOX_ITEM, Recorded
 log = structlog.get_logger(__name__)
 RETRY_POLL_SECONDS = 1.0
 LIMIT_POLL_SECONDS = 0.02
-BUSY_GAP_SECONDS = 0.1
+BUSY_GAP_SECONDS = 1.0
 """While Slack waits on the edge, listeners start at most this often (one at a time)."""
 FIRST = asyncio.FIRST_COMPLETED
 
@@ -53,7 +53,8 @@ class InteractionProcessor:
         # While ``yield_to()`` is true (the edge is answering Slack) a listener starts only
         # ``busy_gap`` seconds after the last one started: every listener's steps share the
         # event loop (and the CPU) with the acks, which Slack times; the processing goes on
-        # under any load, ten commands a second at the least.
+        # under any load, a command a second at the least. (Ten a second cost every ack of a
+        # c20 burst about a fifth more CPU: bench/ack_latency.py.)
         self.yield_to = yield_to
         self.busy_gap = busy_gap
         self.last_start = 0.0  # monotonic time the newest listener started
