@@ -2,11 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Generic, TypeVar
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.gc_collector import GCCollector
 
 from bot.loop_lag import BUCKETS, LoopLag
+
+M = TypeVar("M", Counter, Histogram)
+
+
+class Children(Generic[M]):
+    """A labelled metric's children, each made once: ``labels()`` costs a few microseconds
+    a call, and the ack path counts every request twice."""
+
+    def __init__(self, metric: M) -> None:
+        self.metric: M = metric
+        self.made: dict[tuple[str, ...], M] = {}
+
+    def __call__(self, *values: str) -> M:
+        child = self.made.get(values)
+        if child is None:
+            child = self.made[values] = self.metric.labels(*values)
+        return child
 
 
 class Metrics:
@@ -23,6 +42,7 @@ class Metrics:
             ["route", "status"],
             registry=self.registry,
         )
+        self.request_count = Children(self.requests)  # by route and status
         self.command_latency = Histogram(
             "mlops_bot_command_seconds",
             "Time to handle a slash command, click or reaction, by command",
@@ -51,6 +71,7 @@ class Metrics:
             ["outcome"],
             registry=self.registry,
         )
+        self.interaction_count = Children(self.interactions)  # by outcome
 
         self.deliveries = Counter(
             "mlops_bot_webhook_deliveries",

@@ -30,7 +30,7 @@ def count_requests(metrics: Metrics) -> Middleware:
             status = exc.status
             raise
         finally:
-            metrics.requests.labels(route=route_name(request), status=str(status)).inc()
+            metrics.request_count(route_name(request), str(status)).inc()
 
     return middleware
 

@@ -168,13 +168,13 @@ class InteractionProcessor:
             raise
         except Exception as err:
             log.exception("interaction_failed", key=item.key, kind=item.kind)
-            self.metrics.interactions.labels(outcome="failed").inc()
+            self.metrics.interaction_count("failed").inc()
             await self.inbox.mark_failed([item.id], type(err).__name__, retry_at=None)
             return
         if response.status == 404:
             self.metrics.ignore("slack", "no listener")
             await self.inbox.mark_ignored([item.id], "no listener")
             return
-        self.metrics.interactions.labels(outcome="processed").inc()
+        self.metrics.interaction_count("processed").inc()
         if not recorded.answered:  # a listener that answered marked it with its audit line
             await self.inbox.mark_processed([item.id])

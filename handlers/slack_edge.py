@@ -145,13 +145,13 @@ class SlackEdge:
             new = await self.inbox.put(delivery)
         except Exception as err:
             reason = faults.reason(err)[0]
-            self.metrics.interactions.labels(outcome="unrecorded").inc()
+            self.metrics.interaction_count("unrecorded").inc()
             log.error("interaction_not_recorded", key=accepted.key, reason=reason)
             text = f"Nothing was started: the bot cannot record commands right now ({reason})."
             if accepted.kind == "command":
                 return Answer(200, {"response_type": "ephemeral", "text": text})
             return Answer(503, {"error": text})
-        self.metrics.interactions.labels(outcome="recorded" if new else "duplicate").inc()
+        self.metrics.interaction_count("recorded" if new else "duplicate").inc()
         crash_point("interaction.recorded", accepted.kind)
         if new:
             self.wake()

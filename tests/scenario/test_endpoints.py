@@ -31,6 +31,7 @@ async def test_health_ready_and_metrics(
     assert status == 200
     assert 'mlops_bot_http_requests_total{route="/slack/events",status="200"} 2.0' in text
     assert 'mlops_bot_http_requests_total{route="/healthz",status="200"} 1.0' in text
+    assert 'mlops_bot_interactions_total{outcome="recorded"} 2.0' in text
     assert 'mlops_bot_command_seconds_count{command="/deploy"} 2.0' in text
     assert 'mlops_bot_errors_total{kind="user_input"} 1.0' in text
     assert 'mlops_bot_slack_api_calls_total{method="chat.postMessage",result="ok"} 1.0' in text
