@@ -11,7 +11,9 @@ own too. Each ``--load`` is ``concurrency:requests``; by default concurrency 20 
 requests) and 100 (2,000 requests), the goals of issue 15: bot p99 at most 2x bare at both,
 under 50 ms at 100. Before it is measured, the bot answers and runs a first round of commands
 (as a bot that has been up all day has: its queries compiled, its caches warm). The bot's
-event-loop lag (worst stall) comes from its /metrics. Each run also prints the CPU time each
+event-loop lag during its burst comes from its /metrics (the heartbeat histogram read before
+and after the burst: the bucket bound under which 50 % and 99 % of the heartbeats woke), and
+its worst stall since start at the end. Each run also prints the CPU time each
 endpoint's process (all its threads) spent per request during its burst: at a fixed
 concurrency, a server that has the CPU to itself answers in about concurrency x its CPU per
 request, so this ratio is about the floor of the latency ratio.
@@ -218,7 +220,7 @@ def row(name: str, values: list[float]) -> str:
 
 async def one_load(
     world: World, reader: StoreReader, target: Endpoint, bare: Endpoint, load: tuple[int, int]
-) -> tuple[Burst, Burst]:
+) -> tuple[Burst, Burst, str]:
     """Bare, then bot, with the same bodies; waits until the bot has run every command."""
     concurrency, requests = load
     url = world.stand_ins.slack.new_response_url(channel="C0SANDBOX", user="U0DAVE")
@@ -230,9 +232,11 @@ async def one_load(
     # a bot that has answered and run commands before (its queries compiled, its caches full)
     await in_client(target, [], first, concurrency)
     await settled(reader)
+    before = await lag_buckets(target.url)
     bot_burst = await in_client(target, warm, bodies, concurrency)
+    lag = burst_lag(before, await lag_buckets(target.url))
     await settled(reader)
-    return bare_burst, bot_burst
+    return bare_burst, bot_burst, lag
 
 
 async def settled(reader: StoreReader) -> None:
@@ -240,14 +244,49 @@ async def settled(reader: StoreReader) -> None:
         await asyncio.sleep(0.1)
 
 
-async def worst_lag(url: str) -> str:
+async def metrics_text(url: str) -> str:
     async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as answer:
-        text = await answer.text()
+        return await answer.text()
+
+
+async def worst_lag(url: str) -> str:
+    text = await metrics_text(url)
     found = [line for line in text.splitlines() if line.startswith("mlops_bot_event_loop_lag_max")]
     return "; ".join(found[:4]) or "no loop-lag figures in /metrics"
 
 
-def report(load: tuple[int, int], bare: Burst, bot: Burst) -> None:
+LAG_BUCKET = 'mlops_bot_event_loop_lag_seconds_bucket{le="'
+
+
+async def lag_buckets(url: str) -> dict[float, float]:
+    """The loop-lag histogram's cumulative count per bucket bound (seconds; +Inf included)."""
+    found = {}
+    for line in (await metrics_text(url)).splitlines():
+        if line.startswith(LAG_BUCKET):
+            bound, _, count = line[len(LAG_BUCKET) :].partition('"} ')
+            found[float(bound)] = float(count)
+    return found
+
+
+def burst_lag(before: dict[float, float], after: dict[float, float]) -> str:
+    """The heartbeats between two reads of the histogram: the bucket bound under which 50 %
+    and 99 % of them woke."""
+    counts = sorted((bound, after[bound] - before.get(bound, 0.0)) for bound in after)
+    if not counts or counts[-1][1] <= 0:
+        return "event-loop lag during the burst: no heartbeats recorded"
+
+    def bound_at(pct: float) -> str:
+        wanted = pct / 100 * counts[-1][1]
+        bound = next(b for b, count in counts if count >= wanted)
+        return f"<= {bound * 1000:g} ms" if bound != float("inf") else "over the last bucket"
+
+    return (
+        f"event-loop lag during the bot's burst ({counts[-1][1]:.0f} heartbeats): "
+        f"p50 {bound_at(50)}, p99 {bound_at(99)}"
+    )
+
+
+def report(load: tuple[int, int], bare: Burst, bot: Burst, lag: str) -> None:
     concurrency, requests = load
     print(f"ack latency, {requests} signed slash commands at concurrency {concurrency}")
     print(row("bare aiohttp + HMAC", bare.latencies))
@@ -260,6 +299,7 @@ def report(load: tuple[int, int], bare: Burst, bot: Burst) -> None:
         f"CPU per request during the burst (every thread of the endpoint's process): "
         f"bare {bare_us:.0f} us, bot {bot_us:.0f} us, ratio {bot_us / bare_us:.2f}"
     )
+    print(lag)
 
 
 async def migrated(url: str) -> None:
