@@ -41,7 +41,7 @@ class Trial:
     crash_at: str = ""
     crash_after: int = 1
     kill_after: float | None = None
-    more_kills: tuple[float, ...] = ()  # each a later life, SIGKILLed this long after its start
+    more_kills: tuple[float, ...] = ()  # each a later life, SIGKILLed this long into it
     pipelines: int = 1  # failing pipelines in the webhook burst
     kill_in_burst: bool = False  # each kill's moment counts from its life's first delivery
 
