@@ -289,8 +289,9 @@ def burst_lag(before: dict[float, float], after: dict[float, float]) -> str:
     )
 
 
-def p99_ratio(bare: Burst, bot: Burst) -> float:
-    return percentile(bot.latencies, 99) / percentile(bare.latencies, 99)
+def ratio(bare: Burst, bot: Burst, pct: float) -> float:
+    """The bot's ``pct`` percentile latency over the bare endpoint's."""
+    return percentile(bot.latencies, pct) / percentile(bare.latencies, pct)
 
 
 def summary(ratios: dict[tuple[int, int], list[float]]) -> None:
@@ -310,8 +311,7 @@ def report(load: tuple[int, int], bare: Burst, bot: Burst, lag: str) -> None:
     print(row("bare aiohttp + HMAC", bare.latencies))
     print(row("mlops-bot /slack/events", bot.latencies))
     for pct in (50, 99):
-        ratio = percentile(bot.latencies, pct) / percentile(bare.latencies, pct)
-        print(f"ratio p{pct} (bot / bare): {ratio:.2f}")
+        print(f"ratio p{pct} (bot / bare): {ratio(bare, bot, pct):.2f}")
     bare_us, bot_us = (b.cpu / len(b.latencies) * 1e6 for b in (bare, bot))
     print(
         f"CPU per request during the burst (every thread of the endpoint's process): "
@@ -359,7 +359,7 @@ async def main(loads: list[tuple[int, int]], repeat: int, pin: bool) -> None:
                     print(f"-- run {attempt + 1} of {repeat}")
                     bare_burst, bot_burst, lag = await one_load(world, reader, target, bare, load)
                     report(load, bare_burst, bot_burst, lag)
-                    ratios[load].append(p99_ratio(bare_burst, bot_burst))
+                    ratios[load].append(ratio(bare_burst, bot_burst, 99))
             summary(ratios)
             print(await worst_lag(world.bot_url))
         finally:
