@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import heapq
 import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ import sqlalchemy as sa
 
 from bot.store.db import Database, now
 from bot.store.hot_insert import HotInsert
+from bot.store.refusals import FirstRefusals
 from bot.store.schema import inbox
 
 
@@ -121,18 +121,47 @@ def _values(delivery: Delivery, at: datetime, refusal: timedelta) -> dict[str, A
     }
 
 
-def _due(table: sa.Table, at: datetime, mine: Collection[int] = ()) -> sa.ColumnElement[bool]:
+def _due(table: sa.Table) -> sa.ColumnElement[bool]:
     """Pending, not waiting for a retry, and claimed by nobody (or by a lapsed claim), or
-    one of ``mine``: rows this replica stored and holds the first refusal of."""
+    one of ``mine``: rows this replica stored and holds the first refusal of. Binds ``at``
+    (now) and ``mine`` (a list, maybe empty)."""
     c = table.c
-    unclaimed = sa.or_(c.claimed_until.is_(None), c.claimed_until <= at)
-    if mine:
-        unclaimed = sa.or_(unclaimed, c.id.in_(list(mine)))
+    at = sa.bindparam("at", type_=c.claimed_until.type)
+    mine = c.id.in_(sa.bindparam("mine", expanding=True))
     return sa.and_(
         c.status == Status.PENDING,
         sa.or_(c.retry_at.is_(None), c.retry_at <= at),
-        unclaimed,
+        sa.or_(c.claimed_until.is_(None), c.claimed_until <= at, mine),
     )
+
+
+@dataclass(frozen=True)
+class ClaimStatements:
+    """The statements every claim runs, built once: a statement built for each call cost
+    more than the query itself (the clauses, then the cache key SQLAlchemy derives from
+    them). Each binds ``at``, ``mine`` and ``skip`` (lists, maybe empty) and ``limit``."""
+
+    oldest: sa.Select[Any]  # the oldest due rows, whole
+    pick: sa.Select[Any]  # their ids, locked (skipping rows locked by another claimer)
+    take: sa.Update  # claims ``ids`` that are still due until ``until``; returns the rows
+
+    @classmethod
+    def of(cls, table: sa.Table) -> ClaimStatements:
+        c = table.c
+        due = _due(table)
+        limit = sa.bindparam("limit", type_=sa.Integer)
+        unskipped = c.id.not_in(sa.bindparam("skip", expanding=True))
+
+        def oldest_due(query: sa.Select[Any]) -> sa.Select[Any]:
+            return query.where(due, unskipped).order_by(c.id).limit(limit)
+
+        until = sa.bindparam("until", type_=c.claimed_until.type)
+        take = table.update().where(c.id.in_(sa.bindparam("ids", expanding=True)), due)
+        return cls(
+            oldest=oldest_due(sa.select(table)),
+            pick=oldest_due(sa.select(c.id)).with_for_update(skip_locked=True),
+            take=take.values(claimed_until=until).returning(*c),
+        )
 
 
 def _item(row: sa.Row[Any]) -> InboxItem:
@@ -160,7 +189,8 @@ class Inbox:
         self.table = table
         self.max_batch = max_batch
         self.first_refusal = timedelta(seconds=first_refusal)
-        self._mine: dict[int, float] = {}  # id -> monotonic end of its first refusal
+        self._mine = FirstRefusals()
+        self._claims = ClaimStatements.of(table)
         self._queue: list[tuple[Delivery, asyncio.Future[bool]]] = []
         self._writer: asyncio.Task[None] | None = None
         # One statement for every batch size: executed with a list of rows, SQLAlchemy sends
@@ -233,10 +263,10 @@ class Inbox:
         """For each delivery, whether this insert stored it (False: its key was there), and
         the first refusal of each stored row."""
         stored = set(ids)
-        until = time.monotonic() + self.first_refusal.total_seconds()
-        for delivery in deliveries:
-            if delivery.key in ids and not delivery.ignored and self.first_refusal:
-                self._mine[ids[delivery.key]] = until
+        if self.first_refusal:
+            until = time.monotonic() + self.first_refusal.total_seconds()
+            held = (ids[d.key] for d in deliveries if d.key in ids and not d.ignored)
+            self._mine.take(held, until)
         seen: set[str] = set()
         result = []
         for delivery in deliveries:
@@ -246,55 +276,37 @@ class Inbox:
 
     async def next_batch(self, limit: int, *, skip: Collection[int] = ()) -> list[InboxItem]:
         """The oldest pending deliveries that are due and unclaimed, leaving out ``skip``."""
-        mine = self._refusals(limit, skip)
-        query = self._oldest_due(sa.select(self.table), limit, skip, mine=mine)
         async with self.db.read() as conn:
-            return [_item(row) for row in await conn.execute(query)]
+            found = await conn.execute(self._claims.oldest, self._due_now(limit, skip))
+            return [_item(row) for row in found]
 
-    def _refusals(self, limit: int, skip: Collection[int]) -> list[int]:
-        """The oldest ``limit`` rows (not in ``skip``) this replica stored whose first refusal
-        has not run out. Each of them is due to this replica, so none of its younger rows can
-        be among the oldest ``limit`` due rows: a query needs these ids only, however many
-        were stored in a burst (each id is one more parameter the query binds)."""
-        clock = time.monotonic()
-        for row_id in [i for i, until in self._mine.items() if until <= clock]:
-            del self._mine[row_id]
-        return heapq.nsmallest(limit, (i for i in self._mine if i not in skip))
+    def _due_now(self, limit: int, skip: Collection[int]) -> dict[str, Any]:
+        """The parameters of a claim's statements, now. ``mine``: the oldest ``limit`` rows
+        (not in ``skip``) this replica stored whose first refusal has not run out. Each of
+        them is due to this replica, so none of its younger rows can be among the oldest
+        ``limit`` due rows: a query needs these ids only, however many were stored in a
+        burst (each id is one more parameter the query binds)."""
+        mine = self._mine.oldest(limit, skip)
+        return {"at": now(), "mine": mine, "skip": list(skip), "limit": limit}
 
     async def claim(
         self, limit: int, *, lease: float, skip: Collection[int] = ()
     ) -> list[InboxItem]:
         """Take the oldest due deliveries (not in ``skip``) for ``lease`` seconds; rows another
         replica is claiming at this moment are skipped, not waited for."""
-        t = self.table
         if not await self.next_batch(1, skip=skip):
             return []  # a read first: idle polls take no write lock
-        at, mine = now(), self._refusals(limit, skip)
-        pick = self._oldest_due(sa.select(t.c.id), limit, skip, at=at, mine=mine)
-        pick = pick.with_for_update(skip_locked=True)
+        due = self._due_now(limit, skip)
         async with self.db.write() as conn:
-            ids = list((await conn.scalars(pick)).all())
+            ids = list((await conn.scalars(self._claims.pick, due)).all())
             if not ids:
                 return []
-            stmt = t.update().where(t.c.id.in_(ids), _due(t, at, mine))
-            stmt = stmt.values(claimed_until=at + timedelta(seconds=lease)).returning(*t.c)
-            rows = (await conn.execute(stmt)).all()
+            until = due["at"] + timedelta(seconds=lease)
+            taken = await conn.execute(self._claims.take, due | {"ids": ids, "until": until})
+            rows = taken.all()
         for row in rows:
-            self._mine.pop(row.id, None)
+            self._mine.drop(row.id)
         return sorted((_item(row) for row in rows), key=lambda item: item.id)
-
-    def _oldest_due(
-        self,
-        query: sa.Select[Any],
-        limit: int,
-        skip: Collection[int],
-        *,
-        at: datetime | None = None,
-        mine: Collection[int] = (),
-    ) -> sa.Select[Any]:
-        t = self.table
-        query = query.where(_due(t, at or now(), mine)).order_by(t.c.id).limit(limit)
-        return query.where(t.c.id.not_in(list(skip))) if skip else query
 
     async def renew_claims(self, ids: Collection[int], *, lease: float) -> None:
         """Keep claiming the pending rows ``ids`` (work on them goes on) for ``lease`` s."""
