@@ -38,7 +38,7 @@ from handlers.slack_requests import (
 )
 
 log = structlog.get_logger(__name__)
-QUIET_SECONDS = 0.02
+QUIET_SECONDS = 0.1
 """How long after its last answer the edge still counts as busy (see ``SlackEdge.busy``)."""
 
 
@@ -72,8 +72,8 @@ class SlackEdge:
 
     def busy(self) -> bool:
         """True while Slack waits for an answer from this edge, and for a moment after each:
-        between the requests of a burst the edge is idle for a few ms, and listeners started
-        then would run during the burst's next acks."""
+        a burst's requests may pause for tens of ms (a sender preparing the next ones), and
+        listeners started in such a pause would run during the acks that follow it."""
         return self.in_flight > 0 or time.monotonic() - self.last_answer < QUIET_SECONDS
 
     def _answered(self) -> None:
