@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from bot.config.settings import Settings
 from bot.errors import NotFound
-from bot.store.inbox import InboxRow, Status
+from bot.store.inbox import InboxRow
+from bot.store.inbox_sql import Status
 
 
 def line(row: InboxRow) -> str:

@@ -55,6 +55,9 @@ class Store:
         self._read = self.db.read
         self._write = self.db.write
         self._insert = self.db.insert
+        # built once: a statement built per call costs more than the insert itself
+        audit = schema.audit_events
+        self._audit_insert = audit.insert().returning(audit.c.id)
 
     @classmethod
     def from_url(cls, url: str, *, timeout: float = 10.0) -> Store:
@@ -154,12 +157,11 @@ class Store:
     async def record_audit(self, event: AuditEvent, *, processed: int | None = None) -> int:
         """The audit line; with ``processed``, the recorded interaction it closes is marked
         processed in the same transaction (right after its reply: a replay answers no more)."""
-        table = schema.audit_events
-        stmt = table.insert().values(rows.audit_values(event)).returning(table.c.id)
+        values = rows.audit_values(event)
         async with self._write() as conn:
-            found = int((await conn.execute(stmt)).scalar_one())
+            found = int((await conn.execute(self._audit_insert, values)).scalar_one())
             if processed is not None:
-                await conn.execute(self.interactions.finished([processed]))
+                await self.interactions.finish_in(conn, [processed])
             return found
 
     async def audit_events(

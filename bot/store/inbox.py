@@ -22,22 +22,16 @@ import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from enum import StrEnum
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bot.store.db import Database, now
 from bot.store.hot_insert import HotInsert
+from bot.store.inbox_sql import InboxStatements, Status
 from bot.store.refusals import FirstRefusals
 from bot.store.schema import inbox
-
-
-class Status(StrEnum):
-    PENDING = "pending"
-    PROCESSED = "processed"
-    IGNORED = "ignored"
-    FAILED = "failed"
 
 
 @dataclass(frozen=True)
@@ -121,49 +115,6 @@ def _values(delivery: Delivery, at: datetime, refusal: timedelta) -> dict[str, A
     }
 
 
-def _due(table: sa.Table) -> sa.ColumnElement[bool]:
-    """Pending, not waiting for a retry, and claimed by nobody (or by a lapsed claim), or
-    one of ``mine``: rows this replica stored and holds the first refusal of. Binds ``at``
-    (now) and ``mine`` (a list, maybe empty)."""
-    c = table.c
-    at = sa.bindparam("at", type_=c.claimed_until.type)
-    mine = c.id.in_(sa.bindparam("mine", expanding=True))
-    return sa.and_(
-        c.status == Status.PENDING,
-        sa.or_(c.retry_at.is_(None), c.retry_at <= at),
-        sa.or_(c.claimed_until.is_(None), c.claimed_until <= at, mine),
-    )
-
-
-@dataclass(frozen=True)
-class ClaimStatements:
-    """The statements every claim runs, built once: a statement built for each call cost
-    more than the query itself (the clauses, then the cache key SQLAlchemy derives from
-    them). Each binds ``at``, ``mine`` and ``skip`` (lists, maybe empty) and ``limit``."""
-
-    oldest: sa.Select[Any]  # the oldest due rows, whole
-    pick: sa.Select[Any]  # their ids, locked (skipping rows locked by another claimer)
-    take: sa.Update  # claims ``ids`` that are still due until ``until``; returns the rows
-
-    @classmethod
-    def of(cls, table: sa.Table) -> ClaimStatements:
-        c = table.c
-        due = _due(table)
-        limit = sa.bindparam("limit", type_=sa.Integer)
-        unskipped = c.id.not_in(sa.bindparam("skip", expanding=True))
-
-        def oldest_due(query: sa.Select[Any]) -> sa.Select[Any]:
-            return query.where(due, unskipped).order_by(c.id).limit(limit)
-
-        until = sa.bindparam("until", type_=c.claimed_until.type)
-        take = table.update().where(c.id.in_(sa.bindparam("ids", expanding=True)), due)
-        return cls(
-            oldest=oldest_due(sa.select(table)),
-            pick=oldest_due(sa.select(c.id)).with_for_update(skip_locked=True),
-            take=take.values(claimed_until=until).returning(*c),
-        )
-
-
 def _item(row: sa.Row[Any]) -> InboxItem:
     return InboxItem(
         id=row.id,
@@ -190,7 +141,7 @@ class Inbox:
         self.max_batch = max_batch
         self.first_refusal = timedelta(seconds=first_refusal)
         self._mine = FirstRefusals()
-        self._claims = ClaimStatements.of(table)
+        self._sql = InboxStatements.of(table)
         self._queue: list[tuple[Delivery, asyncio.Future[bool]]] = []
         self._writer: asyncio.Task[None] | None = None
         # One statement for every batch size: executed with a list of rows, SQLAlchemy sends
@@ -277,7 +228,7 @@ class Inbox:
     async def next_batch(self, limit: int, *, skip: Collection[int] = ()) -> list[InboxItem]:
         """The oldest pending deliveries that are due and unclaimed, leaving out ``skip``."""
         async with self.db.read() as conn:
-            found = await conn.execute(self._claims.oldest, self._due_now(limit, skip))
+            found = await conn.execute(self._sql.oldest, self._due_now(limit, skip))
             return [_item(row) for row in found]
 
     def _due_now(self, limit: int, skip: Collection[int]) -> dict[str, Any]:
@@ -298,11 +249,11 @@ class Inbox:
             return []  # a read first: idle polls take no write lock
         due = self._due_now(limit, skip)
         async with self.db.write() as conn:
-            ids = list((await conn.scalars(self._claims.pick, due)).all())
+            ids = list((await conn.scalars(self._sql.pick, due)).all())
             if not ids:
                 return []
             until = due["at"] + timedelta(seconds=lease)
-            taken = await conn.execute(self._claims.take, due | {"ids": ids, "until": until})
+            taken = await conn.execute(self._sql.take, due | {"ids": ids, "until": until})
             rows = taken.all()
         for row in rows:
             self._mine.drop(row.id)
@@ -313,7 +264,7 @@ class Inbox:
         if ids:
             until = now() + timedelta(seconds=lease)
             async with self.db.write() as conn:
-                await conn.execute(self._pending(list(ids)).values(claimed_until=until))
+                await conn.execute(self._sql.renew, {"ids": list(ids), "until": until})
 
     async def release_claims(self, ids: Collection[int] | None = None) -> None:
         """Give up the claims on ``ids`` (all claims when None: a lone replica starting)."""
@@ -359,15 +310,18 @@ class Inbox:
         if not wanted:
             return
         async with self.db.write() as conn:
-            await conn.execute(self.finished(wanted, status, error))
+            await self.finish_in(conn, wanted, status, error)
 
-    def finished(
-        self, ids: list[int], status: Status = Status.PROCESSED, error: str | None = None
-    ) -> sa.Update:
-        """The update that ends the pending rows ``ids`` (for a caller's own transaction)."""
-        return self._pending(ids).values(
-            status=status, done_at=now(), error=error, claimed_until=None
-        )
+    async def finish_in(
+        self,
+        conn: AsyncConnection,
+        ids: list[int],
+        status: Status = Status.PROCESSED,
+        error: str | None = None,
+    ) -> None:
+        """End the pending rows ``ids`` in the caller's transaction ``conn``."""
+        params = {"ids": ids, "status": status, "done_at": now(), "error": error}
+        await conn.execute(self._sql.finish, params)
 
     async def prune(self, older_than: datetime) -> int:
         """Delete rows finished before ``older_than``; pending rows always stay."""

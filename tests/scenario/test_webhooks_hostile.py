@@ -29,7 +29,8 @@ from bot.sandbox.people import WEBHOOK_SECRET
 from bot.sandbox.runner import Sandbox, running_sandbox, sample_config
 from bot.sandbox.webhook_replay import gitlab_headers
 from bot.services.ci.events import parse
-from bot.store.inbox import Delivery, Status
+from bot.store.inbox import Delivery
+from bot.store.inbox_sql import Status
 from bot.views.ci import ci_card
 from tests.helpers import eventually
 
