@@ -18,7 +18,9 @@ which 50 % and 99 % of the heartbeats woke), and its worst stall since start at 
 run also prints the CPU time each endpoint's process (all its threads) spent per request
 during its burst: at a fixed concurrency, a server that has the CPU to itself answers in
 about concurrency x its CPU per request, so this ratio is about the floor of the latency
-ratio.
+ratio. That time is then split: the event-loop thread's and the other threads' (the bot's
+commit threads), each on a CPU and runnable but waiting for one (on a machine with few CPUs
+the client, the stand-ins and the endpoint take turns, and a thread woken to answer waits).
 
 With ``--pin`` (two or more CPUs), the endpoint under test (bare or bot, with all its threads)
 runs alone on CPU 0 and everything else (this process, its stand-ins, the client) on the other
@@ -87,11 +89,38 @@ class Endpoint:
 
 @dataclass(frozen=True)
 class Burst:
-    """One endpoint's answer to a burst: each request's latency, and the CPU its process
-    (every thread) spent meanwhile."""
+    """One endpoint's answer to a burst: each request's latency, and its process's time
+    meanwhile (every thread), on a CPU and waiting for one."""
 
     latencies: list[float]
-    cpu: float
+    time: ThreadTimes
+
+    @property
+    def cpu(self) -> float:
+        return self.time.loop_cpu + self.time.other_cpu
+
+    def per_request(self, seconds: float) -> float:
+        """``seconds`` per request of the burst, in microseconds."""
+        return seconds / len(self.latencies) * 1e6
+
+
+@dataclass(frozen=True)
+class ThreadTimes:
+    """A process's scheduler times, in seconds: its event-loop (main) thread's and its other
+    threads' (the bot's commit threads), on a CPU and runnable but waiting for one."""
+
+    loop_cpu: float
+    other_cpu: float
+    loop_wait: float
+    other_wait: float
+
+    def __sub__(self, earlier: ThreadTimes) -> ThreadTimes:
+        return ThreadTimes(
+            self.loop_cpu - earlier.loop_cpu,
+            self.other_cpu - earlier.other_cpu,
+            self.loop_wait - earlier.loop_wait,
+            self.other_wait - earlier.other_wait,
+        )
 
 
 @contextlib.contextmanager
@@ -161,9 +190,9 @@ def client(endpoint: Endpoint, warm: list[str], bodies: list[str], concurrency: 
         connector = aiohttp.TCPConnector(limit=concurrency)
         async with aiohttp.ClientSession(connector=connector) as session:
             await measure(session, endpoint.url, warm, concurrency)
-            before = cpu_seconds(endpoint.pid)
+            before = thread_times(endpoint.pid)
             latencies = await measure(session, endpoint.url, bodies, concurrency)
-            return Burst(latencies, cpu_seconds(endpoint.pid) - before)
+            return Burst(latencies, thread_times(endpoint.pid) - before)
 
     return asyncio.run(run())
 
@@ -177,13 +206,17 @@ async def in_client(
         return await loop.run_in_executor(None, future.get)
 
 
-def cpu_seconds(pid: int) -> float:
-    """CPU time of every thread of ``pid`` so far (the scheduler's nanoseconds, not ticks)."""
-    total = 0
+def thread_times(pid: int) -> ThreadTimes:
+    """The scheduler's times of every thread of ``pid`` so far (its nanoseconds, not ticks):
+    ``schedstat`` holds the time on a CPU, then the time runnable on a run queue."""
+    times = [0, 0, 0, 0]
     for task in Path(f"/proc/{pid}/task").iterdir():
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):
-            total += int((task / "schedstat").read_text().split()[0])
-    return total / 1e9
+            on_cpu, waiting = (int(n) for n in (task / "schedstat").read_text().split()[:2])
+            loop = task.name == str(pid)
+            times[0 if loop else 1] += on_cpu
+            times[2 if loop else 3] += waiting
+    return ThreadTimes(*(n / 1e9 for n in times))
 
 
 async def measure(
@@ -312,11 +345,20 @@ def report(load: tuple[int, int], bare: Burst, bot: Burst, lag: str) -> None:
     print(row("mlops-bot /slack/events", bot.latencies))
     for pct in (50, 99):
         print(f"ratio p{pct} (bot / bare): {ratio(bare, bot, pct):.2f}")
-    bare_us, bot_us = (b.cpu / len(b.latencies) * 1e6 for b in (bare, bot))
+    bare_us, bot_us = (b.per_request(b.cpu) for b in (bare, bot))
     print(
         f"CPU per request during the burst (every thread of the endpoint's process): "
         f"bare {bare_us:.0f} us, bot {bot_us:.0f} us, ratio {bot_us / bare_us:.2f}"
     )
+    for name, burst in (("bare", bare), ("bot", bot)):
+        t = burst.time
+        on_cpu = (burst.per_request(t.loop_cpu), burst.per_request(t.other_cpu))
+        waiting = (burst.per_request(t.loop_wait), burst.per_request(t.other_wait))
+        print(
+            f"  {name}: per request, event-loop thread / other threads: on a CPU "
+            f"{on_cpu[0]:.0f} / {on_cpu[1]:.0f} us, runnable but waiting for a CPU "
+            f"{waiting[0]:.0f} / {waiting[1]:.0f} us"
+        )
     print(lag)
 
 
