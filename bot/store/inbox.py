@@ -277,11 +277,6 @@ class Inbox:
         async with self.db.write() as conn:
             await conn.execute(stmt.values(claimed_until=None))
 
-    def _pending(self, ids: list[int]) -> sa.Update:
-        """An update of the rows with ``ids`` that are still pending."""
-        t = self.table
-        return t.update().where(t.c.id.in_(ids), t.c.status == Status.PENDING)
-
     async def mark_processed(self, ids: Iterable[int]) -> None:
         await self._finish(ids, Status.PROCESSED, None)
 
@@ -291,19 +286,21 @@ class Inbox:
     async def mark_failed(
         self, ids: Iterable[int], error: str, *, retry_at: datetime | None
     ) -> None:
-        """Count a failed attempt: try again at ``retry_at``, or give up when it is None."""
-        values: dict[str, Any] = {"attempts": self.table.c.attempts + 1, "error": error[:2000]}
-        values["claimed_until"] = None
-        if retry_at is None:
-            values |= {"status": Status.FAILED, "done_at": now(), "retry_at": None}
-        else:
-            values["retry_at"] = retry_at
+        """Count a failed attempt: try again at ``retry_at``, or give up when it is None
+        (a pending row has no ``done_at`` until it ends)."""
         wanted = list(ids)
         if not wanted:
             return
-        stmt = self._pending(wanted)
+        gives_up = retry_at is None
+        params = {
+            "ids": wanted,
+            "status": Status.FAILED if gives_up else Status.PENDING,
+            "done_at": now() if gives_up else None,
+            "error": error[:2000],
+            "retry_at": retry_at,
+        }
         async with self.db.write() as conn:
-            await conn.execute(stmt.values(values))
+            await conn.execute(self._sql.fail, params)
 
     async def _finish(self, ids: Iterable[int], status: Status, error: str | None) -> None:
         wanted = list(ids)

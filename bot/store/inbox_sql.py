@@ -45,6 +45,7 @@ class InboxStatements:
     take: sa.Update  # claims ``ids`` that are still due until ``until``; returns the rows
     renew: sa.Update  # claims the pending ``ids`` until ``until``
     finish: sa.Update  # ends the pending ``ids``: ``status``, ``done_at``, ``error``
+    fail: sa.Update  # counts a failed attempt of ``ids``: ``finish``'s and ``retry_at``
 
     @classmethod
     def of(cls, table: sa.Table) -> InboxStatements:
@@ -56,6 +57,13 @@ class InboxStatements:
         ids = c.id.in_(sa.bindparam("ids", expanding=True))
         pending = table.update().where(ids, c.status == Status.PENDING)
 
+        ended = {
+            "status": sa.bindparam("status", type_=c.status.type),
+            "done_at": sa.bindparam("done_at", type_=c.done_at.type),
+            "error": sa.bindparam("error", type_=c.error.type),
+            "claimed_until": None,
+        }
+
         def oldest_due(query: sa.Select[Any]) -> sa.Select[Any]:
             return query.where(due, unskipped).order_by(c.id).limit(limit)
 
@@ -64,10 +72,12 @@ class InboxStatements:
             pick=oldest_due(sa.select(c.id)).with_for_update(skip_locked=True),
             take=table.update().where(ids, due).values(claimed_until=until).returning(*c),
             renew=pending.values(claimed_until=until),
-            finish=pending.values(
-                status=sa.bindparam("status", type_=c.status.type),
-                done_at=sa.bindparam("done_at", type_=c.done_at.type),
-                error=sa.bindparam("error", type_=c.error.type),
-                claimed_until=None,
+            finish=pending.values(ended),
+            fail=pending.values(
+                ended
+                | {
+                    "attempts": c.attempts + 1,
+                    "retry_at": sa.bindparam("retry_at", type_=c.retry_at.type),
+                }
             ),
         )
