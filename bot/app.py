@@ -6,7 +6,6 @@ The only module that imports everything; nothing is built at import time.
 from __future__ import annotations
 
 import contextlib
-import gc
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -215,9 +214,6 @@ async def start(bot: Bot, *, host: str | None = None, port: int | None = None) -
     await bot.elector.start()
     if bot.settings.slack.socket_mode:
         await connect_socket_mode(bot)
-    # Everything built so far lives as long as the process: keep it out of the collector's
-    # full passes, which otherwise stall the event loop (and every ack) for hundreds of ms.
-    gc.freeze()
     log.info("bot_started", url=bot.url, socket_mode=bot.settings.slack.socket_mode)
     return bot.url
 

@@ -223,8 +223,11 @@ async def migrate(settings: Settings) -> int:
 
 
 def loaded() -> None:
-    """Start-up is over (`bot.entry` held the collector off): what exists now stays out of
-    every later collection, which resumes."""
+    """What exists now lives as long as the process (`bot.entry` held the collector off while
+    it loaded): it stays out of every later collection, which resumes. Full passes over it
+    would stall the event loop, and every ack, for hundreds of ms. Only the process's own
+    entry calls this, never `bot.app`: a process that starts bot after bot (a test session)
+    would keep each earlier bot's garbage for good."""
     gc.freeze()
     gc.enable()
 
@@ -247,6 +250,7 @@ async def serve(settings: Settings) -> int:
             loop.add_signal_handler(sig, stopping.set)
     try:
         await bot_app.start(bot)
+        loaded()  # and what start built: the server, the loops, the clients
         print(f"mlops-bot serving at {bot.url}", file=sys.stderr)
         await stopping.wait()
     finally:
