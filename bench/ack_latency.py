@@ -86,7 +86,7 @@ def serve_bare(port: int) -> None:
 def out_of_collections() -> None:
     """What a spawned process holds by now (this module's imports: moto, boto3, the bot's
     sandbox) stays out of the collector's full passes, as the bot's start-up state does
-    (`gc.freeze` in `bot.app`): a full pass over it stalls the process for 70-90 ms, and in
+    (`bot.cli.loaded`): a full pass over it stalls the process for 70-90 ms, and in
     the client that stall was counted as the endpoint's latency (it was the whole c100 p99 of
     both endpoints)."""
     gc.collect()

@@ -242,7 +242,6 @@ async def serve(settings: Settings) -> int:
         print(f"mlops-bot: not starting: {refused[0]}", file=sys.stderr)
         return 1
     bot = await bot_app.build(settings)
-    loaded()
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -250,7 +249,7 @@ async def serve(settings: Settings) -> int:
             loop.add_signal_handler(sig, stopping.set)
     try:
         await bot_app.start(bot)
-        loaded()  # and what start built: the server, the loops, the clients
+        loaded()  # the modules, and what build and start made: the server, loops, clients
         print(f"mlops-bot serving at {bot.url}", file=sys.stderr)
         await stopping.wait()
     finally:
