@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-import boto3
 from botocore.config import Config
 from moto.server import ThreadedMotoServer
+
+from integrations.aws.sessions import new_session
 
 CREDENTIALS = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
 
@@ -33,7 +34,7 @@ class MotoServer:
 
     def client(self, service: str) -> Any:
         """A boto3 client with dummy credentials (never ~/.aws), short timeouts, few retries."""
-        return boto3.session.Session().client(
+        return new_session().client(
             service,
             region_name=self.region,
             endpoint_url=self.endpoint_url,

@@ -14,6 +14,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from bot.domain.monitoring.records import MAX_LINE_BYTES, S3Prefix
 from bot.errors import ExternalError, NotFound
+from integrations.aws.sessions import new_session
 
 CHUNK = 1024 * 1024
 HOUR = timedelta(hours=1)
@@ -82,10 +83,8 @@ class Connect:
         return cls(meta.region_name, meta.endpoint_url, meta.config, credentials)
 
     def __call__(self) -> Any:
-        import boto3  # in the worker process
-
         keys = self.credentials or (None, None, None)
-        return boto3.session.Session().client(
+        return new_session().client(
             "s3",
             region_name=self.region,
             endpoint_url=self.endpoint_url,

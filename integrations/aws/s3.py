@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bot.errors import ExternalError
+from integrations.aws.sessions import new_session
 
 if TYPE_CHECKING:
     from botocore.config import Config
@@ -43,9 +44,7 @@ class AwsClients:
     def _build(self, service: str) -> Any:
         with self._lock:
             if self._session is None:
-                import boto3  # deferred: boto3 and its service models are slow to load
-
-                self._session = boto3.session.Session()
+                self._session = new_session()  # boto3 and its models load only now
             return self._session.client(
                 service,
                 region_name=self.region,

@@ -12,13 +12,13 @@ from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import asyncpg
-import boto3
 from sqlalchemy.engine import make_url
 
 from bot.sandbox.aws import MotoServer, running_moto
 from bot.sandbox.crashes.trial import Outcome, Trial, run_trial
 from bot.sandbox.fixtures.deploys import Scheduler
 from bot.sandbox.stand_ins import SANDBOX_AWS
+from integrations.aws.sessions import new_session
 
 CONCURRENCY_ENV = "MLOPS_CRASH_CONCURRENCY"
 DEFAULT_CONCURRENCY = 4
@@ -32,7 +32,7 @@ def concurrency() -> int:
 
 
 def regions() -> list[str]:
-    return sorted(boto3.session.Session().get_available_regions("ecs"))
+    return sorted(new_session().get_available_regions("ecs"))
 
 
 async def run_trials(
