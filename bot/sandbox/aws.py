@@ -73,8 +73,8 @@ def forget_reset_backends() -> None:
     whole process, unbounded or past any reset: ``Subnet._base_avail_ip_iterator`` and
     ``AccountSpecificBackend._generate_regions``; each entry holds its object, and through it
     a whole backend (an EC2 one carries 1,301 default AMIs with their snapshots and volumes).
-    A process that starts sandbox after sandbox (the tests) kept every one: about 14 MB and
-    29,000 objects a sandbox, which every full pass of the collector then walks. Called after
+    A process that starts sandbox after sandbox (the tests) kept every one: 6-14 MB and about
+    11,000 objects a sandbox, which every full pass of the collector then walks. Called after
     a reset, when nothing the caches name is in use. The moto server may run in another
     process; these caches are then empty here."""
     from moto.core.base_backend import AccountSpecificBackend
