@@ -13,6 +13,7 @@ after pauses, the commit's sync in a thread.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -43,14 +44,16 @@ class HotInsert:
         )
         self._holder: AsyncConnection | None = None  # keeps the connection out of the pool
 
-    async def run(self, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
-        """Insert ``rows`` in one transaction (the urgent turn at the write gate); the rows
-        the statement returns."""
+    async def run(
+        self, rows: Sequence[dict[str, Any]], committed: Callable[[list[tuple[Any, ...]]], None]
+    ) -> None:
+        """Insert ``rows`` in one transaction (the urgent turn at the write gate); ``committed``
+        gets the rows the statement returned, on the loop, once the commit is durable."""
         params = [self._params(row) for row in rows]
         async with self.db.bounded(self.db.timeout), self.db.gate.hold(urgent=True):
             connection = await self._connection()
             try:
-                return await greenlet_spawn(self._transaction, connection, params)
+                await greenlet_spawn(self._transaction, connection, params, committed)
             except BaseException:
                 await self.close()  # whatever state it is in, the next call starts afresh
                 raise
@@ -62,8 +65,11 @@ class HotInsert:
         ]
 
     def _transaction(
-        self, connection: LoopConnection, params: list[list[Any]]
-    ) -> list[tuple[Any, ...]]:
+        self,
+        connection: LoopConnection,
+        params: list[list[Any]],
+        committed: Callable[[list[tuple[Any, ...]]], None],
+    ) -> None:
         """In SQLAlchemy's greenlet, where the driver awaits its lock waits and its commit."""
         cursor = connection.raw.cursor()
         try:
@@ -72,8 +78,7 @@ class HotInsert:
             for values in params:
                 cursor.execute(self.sql, values)
                 returned.extend(cursor.fetchall())
-            connection.commit()
-            return returned
+            connection.commit(then=partial(committed, returned))
         finally:
             cursor.close()
 

@@ -19,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import time
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -181,25 +182,43 @@ class Inbox:
     async def _write_batch(self, batch: list[tuple[Delivery, asyncio.Future[bool]]]) -> None:
         """One transaction for the batch; if it fails, one each, so a bad row fails alone."""
         try:
-            stored = await self.put_many([delivery for delivery, _ in batch])
+            await self.put_many(
+                [delivery for delivery, _ in batch], committed=partial(_settle, batch)
+            )
         except Exception as err:
             if len(batch) > 1:
                 for single in batch:
                     await self._write_batch([single])
             elif not batch[0][1].done():
                 batch[0][1].set_exception(err)
-            return
-        _settle(batch, stored)
 
-    async def put_many(self, deliveries: Sequence[Delivery]) -> list[bool]:
-        """Store several deliveries in one transaction; for each, False when already stored."""
+    async def put_many(
+        self,
+        deliveries: Sequence[Delivery],
+        *,
+        committed: Callable[[list[bool]], None] | None = None,
+    ) -> list[bool]:
+        """Store several deliveries in one transaction; for each, False when already stored.
+
+        ``committed`` gets the same list as soon as the transaction has committed: on SQLite
+        from the callback that hands the commit back to the loop, so the puts waiting for it
+        go on in the loop's next turn, with the writer (not one turn after it).
+        """
         rows = self._rows(deliveries)
+        stored: list[bool] = []
+
+        def settle(inserted: Iterable[tuple[Any, ...]]) -> None:
+            stored.extend(self._stored(deliveries, {key: row_id for row_id, key in inserted}))
+            if committed is not None:
+                committed(stored)
+
         if self._hot is not None:
-            inserted = await self._hot.run(rows)
+            await self._hot.run(rows, settle)
         else:
             async with self.db.write(urgent=True) as conn:
                 inserted = list(await conn.execute(self._put_stmt, rows))
-        return self._stored(deliveries, {key: row_id for row_id, key in inserted})
+            settle(inserted)
+        return stored
 
     async def close(self) -> None:
         """Hand back the connection the inserts keep (before the engine is disposed)."""

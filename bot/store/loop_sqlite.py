@@ -57,23 +57,30 @@ class _HandOff:
     wakes the waiting task directly (no future chained to another in between: each link
     would cost the waiter one more turn of a busy loop)."""
 
-    __slots__ = ("outcome", "waiter")
+    __slots__ = ("outcome", "then", "waiter")
 
-    def __init__(self) -> None:
+    def __init__(self, then: Callable[[], None] | None) -> None:
         self.outcome: tuple[bool, Any] | None = None
         self.waiter: asyncio.Future[None] | None = None
+        self.then = then
 
     def deliver(self, outcome: tuple[bool, Any]) -> None:
+        if outcome[0] and self.then is not None:
+            try:
+                self.then()
+            except Exception as err:  # raised to the caller, as the call's own would be
+                outcome = (False, err)
         self.outcome = outcome
         if self.waiter is not None and not self.waiter.done():
             self.waiter.set_result(None)
 
 
-def _in_thread(call: Callable[[], T]) -> T:
+def _in_thread(call: Callable[[], T], then: Callable[[], None] | None = None) -> T:
     """``call`` in a commit thread, awaited from SQLAlchemy's greenlet; a cancel is raised only
-    once the thread is done with the connection."""
+    once the thread is done with the connection. ``then`` runs on the loop as soon as ``call``
+    has succeeded, in the callback that wakes the waiter (a turn of the loop before it)."""
     loop = asyncio.get_running_loop()
-    hand_off = _HandOff()
+    hand_off = _HandOff(then)
 
     def work() -> None:
         try:
@@ -187,13 +194,15 @@ class LoopConnection:
     def create_function(self, *args: Any, **kwargs: Any) -> None:
         self.raw.create_function(*args, **kwargs)
 
-    def commit(self) -> None:
+    def commit(self, then: Callable[[], None] | None = None) -> None:
         """A transaction that wrote rows commits in a thread (its sync to disk); one that only
-        read has nothing to sync and ends here."""
+        read has nothing to sync and ends here. ``then``: run once committed (see _in_thread)."""
         if self.raw.total_changes == self._changes:
             self.raw.commit()
+            if then is not None:
+                then()
         else:
-            _in_thread(self.raw.commit)
+            _in_thread(self.raw.commit, then)
         self._changes = self.raw.total_changes
 
     def rollback(self) -> None:

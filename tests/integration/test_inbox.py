@@ -7,6 +7,7 @@ import contextlib
 import sqlite3
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -201,5 +202,64 @@ async def test_on_sqlite_a_put_that_timed_out_leaves_the_next_one_working(
             await store.interactions.put(delivery("while-locked"))
         assert await store.interactions.put(delivery("after")) is True
         assert [i.key for i in await store.interactions.next_batch(10)] == ["after"]
+    finally:
+        await store.close()
+
+
+async def test_put_many_hands_its_answer_to_committed_once_the_rows_are_committed(
+    store: Store,
+) -> None:
+    answers: list[list[bool]] = []
+    stored = await store.inbox.put_many(
+        [delivery("c1"), delivery("c2"), delivery("c1")], committed=answers.append
+    )
+    assert answers == [stored] and stored == [True, True, False]
+    assert await store.inbox.counts() == {"pending": 2}
+
+
+async def test_on_sqlite_committed_runs_when_the_rows_are_in_the_file(tmp_path: Path) -> None:
+    """The answer a put waits for is given from the commit's hand-back: by then another
+    connection (another process would do the same) sees the rows."""
+    store = Store.from_url(f"sqlite:///{tmp_path}/bot.db")
+    seen: list[set[str]] = []
+
+    def look(stored: list[bool]) -> None:
+        with contextlib.closing(sqlite3.connect(tmp_path / "bot.db")) as other:
+            seen.append({key for (key,) in other.execute("SELECT key FROM interactions")})
+
+    try:
+        await store.migrate()
+        await store.interactions.put_many([delivery("f1"), delivery("f2")], committed=look)
+        assert seen == [{"f1", "f2"}]
+    finally:
+        await store.close()
+
+
+async def test_on_sqlite_a_put_whose_commit_fails_is_never_answered_as_stored(
+    tmp_path: Path,
+) -> None:
+    store = Store.from_url(f"sqlite:///{tmp_path}/bot.db")
+    refuse_commits = False
+
+    @sa.event.listens_for(store.db.engine.sync_engine, "connect")
+    def failing_commits(dbapi_connection: Any, record: Any) -> None:
+        def refuse(action: int, arg1: str | None, *args: Any) -> int:
+            commit = action == sqlite3.SQLITE_TRANSACTION and arg1 == "COMMIT"
+            return sqlite3.SQLITE_DENY if commit and refuse_commits else sqlite3.SQLITE_OK
+
+        dbapi_connection.raw.set_authorizer(refuse)
+
+    answers: list[list[bool]] = []
+    try:
+        await store.migrate()
+        refuse_commits = True
+        with pytest.raises(sqlite3.DatabaseError, match="not authorized"):
+            await store.interactions.put_many([delivery("r1")], committed=answers.append)
+        with pytest.raises(sqlite3.DatabaseError, match="not authorized"):
+            await store.interactions.put(delivery("r2"))
+        assert answers == []
+        refuse_commits = False
+        assert await store.interactions.put(delivery("r1")) is True  # nothing was kept
+        assert await store.interactions.counts() == {"pending": 1}
     finally:
         await store.close()
