@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,22 @@ from bot.store.db import now
 from bot.store.errors import StoreTimeout
 from bot.store.inbox import Delivery
 from tests.helpers import Ticker, sqlite_lock_held
+
+
+@pytest.fixture
+async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
+    store = Store.from_url(f"sqlite:///{tmp_path}/bot.db")
+    try:
+        await store.migrate()
+        yield store
+    finally:
+        await store.close()
+
+
+def keys_seen_elsewhere(path: Path) -> set[str]:
+    """The interactions' keys as another connection sees them (another process would too)."""
+    with contextlib.closing(sqlite3.connect(path)) as other:
+        return {key for (key,) in other.execute("SELECT key FROM interactions")}
 
 
 def delivery(key: str, *, kind: str = "pipeline", ignored: bool = False) -> Delivery:
@@ -121,19 +138,12 @@ async def test_a_row_the_database_refuses_fails_alone(store: Store) -> None:
     assert isinstance(results[1], Exception) if postgres else results[1] is True
 
 
-async def test_on_sqlite_a_put_is_in_the_file_when_it_returns(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path}/bot.db"
-    store = Store.from_url(url)
-    try:
-        await store.migrate()
-        keys = [f"on-disk-{i}" for i in range(30)]
-        assert all(await asyncio.gather(*(store.interactions.put(delivery(k)) for k in keys)))
-        # another connection (another process would do the same) sees every row committed
-        with contextlib.closing(sqlite3.connect(tmp_path / "bot.db")) as other:
-            found = {key for (key,) in other.execute("SELECT key FROM interactions")}
-        assert found == set(keys)
-    finally:
-        await store.close()
+async def test_on_sqlite_a_put_is_in_the_file_when_it_returns(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    keys = [f"on-disk-{i}" for i in range(30)]
+    assert all(await asyncio.gather(*(sqlite_store.interactions.put(delivery(k)) for k in keys)))
+    assert keys_seen_elsewhere(tmp_path / "bot.db") == set(keys)
 
 
 async def test_on_sqlite_puts_wait_for_a_writer_elsewhere_without_holding_up_the_loop(
@@ -217,49 +227,43 @@ async def test_put_many_hands_its_answer_to_committed_once_the_rows_are_committe
     assert await store.inbox.counts() == {"pending": 2}
 
 
-async def test_on_sqlite_committed_runs_when_the_rows_are_in_the_file(tmp_path: Path) -> None:
-    """The answer a put waits for is given from the commit's hand-back: by then another
-    connection (another process would do the same) sees the rows."""
-    store = Store.from_url(f"sqlite:///{tmp_path}/bot.db")
+async def test_on_sqlite_committed_runs_when_the_rows_are_in_the_file(
+    sqlite_store: Store, tmp_path: Path
+) -> None:
+    """The answer a put waits for is given from the commit's hand-back: by then the rows are
+    in the file."""
     seen: list[set[str]] = []
 
     def look(stored: list[bool]) -> None:
-        with contextlib.closing(sqlite3.connect(tmp_path / "bot.db")) as other:
-            seen.append({key for (key,) in other.execute("SELECT key FROM interactions")})
+        seen.append(keys_seen_elsewhere(tmp_path / "bot.db"))
 
-    try:
-        await store.migrate()
-        await store.interactions.put_many([delivery("f1"), delivery("f2")], committed=look)
-        assert seen == [{"f1", "f2"}]
-    finally:
-        await store.close()
+    await sqlite_store.interactions.put_many([delivery("f1"), delivery("f2")], committed=look)
+    assert seen == [{"f1", "f2"}]
 
 
 async def test_on_sqlite_a_put_whose_commit_fails_is_never_answered_as_stored(
-    tmp_path: Path,
+    sqlite_store: Store,
 ) -> None:
-    store = Store.from_url(f"sqlite:///{tmp_path}/bot.db")
-    refuse_commits = False
+    refuse_commits = True
 
-    @sa.event.listens_for(store.db.engine.sync_engine, "connect")
+    @sa.event.listens_for(sqlite_store.db.engine.sync_engine, "connect")
     def failing_commits(dbapi_connection: Any, record: Any) -> None:
+        """On every connection made from now on (the insert takes its own at its first put)."""
+
         def refuse(action: int, arg1: str | None, *args: Any) -> int:
             commit = action == sqlite3.SQLITE_TRANSACTION and arg1 == "COMMIT"
             return sqlite3.SQLITE_DENY if commit and refuse_commits else sqlite3.SQLITE_OK
 
         dbapi_connection.raw.set_authorizer(refuse)
 
+    sqlite_store.db.engine.sync_engine.pool.dispose()  # new connections, refusing
+    inbox = sqlite_store.interactions
     answers: list[list[bool]] = []
-    try:
-        await store.migrate()
-        refuse_commits = True
-        with pytest.raises(sqlite3.DatabaseError, match="not authorized"):
-            await store.interactions.put_many([delivery("r1")], committed=answers.append)
-        with pytest.raises(sqlite3.DatabaseError, match="not authorized"):
-            await store.interactions.put(delivery("r2"))
-        assert answers == []
-        refuse_commits = False
-        assert await store.interactions.put(delivery("r1")) is True  # nothing was kept
-        assert await store.interactions.counts() == {"pending": 1}
-    finally:
-        await store.close()
+    with pytest.raises(sqlite3.DatabaseError, match="not authorized"):
+        await inbox.put_many([delivery("r1")], committed=answers.append)
+    with pytest.raises(sqlite3.DatabaseError, match="not authorized"):
+        await inbox.put(delivery("r2"))
+    assert answers == []
+    refuse_commits = False
+    assert await inbox.put(delivery("r1")) is True  # nothing was kept
+    assert await inbox.counts() == {"pending": 1}
