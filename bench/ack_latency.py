@@ -21,6 +21,10 @@ about concurrency x its CPU per request, so this ratio is about the floor of the
 ratio. That time is then split: the event-loop thread's and the other threads' (the bot's
 commit threads), each on a CPU and runnable but waiting for one (on a machine with few CPUs
 the client, the stand-ins and the endpoint take turns, and a thread woken to answer waits).
+Last, each endpoint's stalls: moments when half or more of the requests in flight took over
+twice the median together. Every burst starts with one (its first ``concurrency`` requests
+are sent at once and queue), and at 1,000 requests and concurrency 20 that one holds the p99
+(the 10th slowest) of both endpoints; longer loads show the steady state.
 
 With ``--pin`` (two or more CPUs), the endpoint under test (bare or bot, with all its threads)
 runs alone on CPU 0 and everything else (this process, its stand-ins, the client) on the other
@@ -105,6 +109,7 @@ class Burst:
     meanwhile (every thread), on a CPU and waiting for one."""
 
     latencies: list[float]
+    starts: list[float]  # each request's start (perf_counter), in the order of ``latencies``
     time: ThreadTimes
 
     @property
@@ -204,8 +209,8 @@ def client(endpoint: Endpoint, warm: list[str], bodies: list[str], concurrency: 
         async with aiohttp.ClientSession(connector=connector) as session:
             await measure(session, endpoint.url, warm, concurrency)
             before = thread_times(endpoint.pid)
-            latencies = await measure(session, endpoint.url, bodies, concurrency)
-            return Burst(latencies, thread_times(endpoint.pid) - before)
+            latencies, starts = await measure(session, endpoint.url, bodies, concurrency)
+            return Burst(latencies, starts, thread_times(endpoint.pid) - before)
 
     return asyncio.run(run())
 
@@ -234,9 +239,11 @@ def thread_times(pid: int) -> ThreadTimes:
 
 async def measure(
     session: aiohttp.ClientSession, url: str, bodies: list[str], concurrency: int
-) -> list[float]:
+) -> tuple[list[float], list[float]]:
+    """Each request's latency and start, in seconds."""
     gate = asyncio.Semaphore(concurrency)
     latencies: list[float] = []
+    starts: list[float] = []
 
     async def one(body: str) -> None:
         async with gate:
@@ -249,9 +256,10 @@ async def measure(
                 if response.status != 200:
                     raise RuntimeError(f"{url} answered {response.status}")
             latencies.append(time.perf_counter() - started)
+            starts.append(started)
 
     await asyncio.gather(*(one(b) for b in bodies))
-    return latencies
+    return latencies, starts
 
 
 def percentile(values: list[float], pct: float) -> float:
@@ -335,6 +343,36 @@ def burst_lag(before: dict[float, float], after: dict[float, float]) -> str:
     )
 
 
+STALL_GAP = 0.005  # slow requests started this close together were held by the same stall
+
+
+def stalls(burst: Burst, concurrency: int) -> str:
+    """The moments the endpoint held half or more of the requests in flight at once: runs of
+    requests over twice the burst's median latency, each started within ``STALL_GAP`` of the
+    one before. At a fixed concurrency one such moment delays every request then in flight,
+    so a few of them make a burst's p99."""
+    slow_after = 2 * percentile(burst.latencies, 50)
+    slow = sorted(
+        (start, latency)
+        for start, latency in zip(burst.starts, burst.latencies, strict=True)
+        if latency > slow_after
+    )
+    runs: list[list[float]] = []
+    last_start = float("-inf")
+    for start, latency in slow:
+        if start - last_start > STALL_GAP:
+            runs.append([])
+        runs[-1].append(latency)
+        last_start = start
+    held = [run for run in runs if len(run) >= concurrency // 2]
+    span = max(burst.starts) - min(burst.starts)
+    worst = max((max(run) for run in held), default=0.0) * 1000
+    return (
+        f"{len(held)} stalls in {span:.2f} s (half or more of the requests in flight over "
+        f"twice the median together), the slowest request in them {worst:.1f} ms"
+    )
+
+
 def ratio(bare: Burst, bot: Burst, pct: float) -> float:
     """The bot's ``pct`` percentile latency over the bare endpoint's."""
     return percentile(bot.latencies, pct) / percentile(bare.latencies, pct)
@@ -372,6 +410,7 @@ def report(load: tuple[int, int], bare: Burst, bot: Burst, lag: str) -> None:
             f"{on_cpu[0]:.0f} / {on_cpu[1]:.0f} us, runnable but waiting for a CPU "
             f"{waiting[0]:.0f} / {waiting[1]:.0f} us"
         )
+        print(f"  {name}: {stalls(burst, concurrency)}")
     print(lag)
 
 
