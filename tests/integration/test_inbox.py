@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
+import threading
+import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
@@ -202,18 +204,44 @@ async def test_on_sqlite_the_prepared_insert_stores_what_sqlalchemy_would(tmp_pa
         await store.close()
 
 
-async def test_on_sqlite_a_put_that_timed_out_leaves_the_next_one_working(
-    tmp_path: Path,
-) -> None:
+@pytest.fixture
+async def hasty_store(tmp_path: Path) -> AsyncIterator[Store]:
+    """A SQLite store whose statements wait at most 0.5 s."""
     store = Store.from_url(f"sqlite:///{tmp_path}/bot.db", timeout=0.5)
     try:
         await store.migrate()
-        with sqlite_lock_held(tmp_path / "bot.db"), pytest.raises(StoreTimeout):
-            await store.interactions.put(delivery("while-locked"))
-        assert await store.interactions.put(delivery("after")) is True
-        assert [i.key for i in await store.interactions.next_batch(10)] == ["after"]
+        yield store
     finally:
         await store.close()
+
+
+async def test_on_sqlite_a_put_that_timed_out_leaves_the_next_one_working(
+    hasty_store: Store, tmp_path: Path
+) -> None:
+    with sqlite_lock_held(tmp_path / "bot.db"), pytest.raises(StoreTimeout):
+        await hasty_store.interactions.put(delivery("while-locked"))
+    assert await hasty_store.interactions.put(delivery("after")) is True
+    assert [i.key for i in await hasty_store.interactions.next_batch(10)] == ["after"]
+
+
+async def test_on_sqlite_a_put_whose_commit_lands_after_its_timeout_is_answered_stored(
+    hasty_store: Store,
+) -> None:
+    """The wait gave up (0.5 s) while the commit's sync went on (1 s) and landed: the row is
+    stored, so the put says so (not "timed out", which would tell the user nothing started)."""
+    loop_thread = threading.current_thread()
+
+    @sa.event.listens_for(hasty_store.db.engine.sync_engine, "connect")
+    def slow_commits(dbapi_connection: Any, record: Any) -> None:
+        def on_statement(sql: str) -> None:
+            if sql.startswith("COMMIT") and threading.current_thread() is not loop_thread:
+                time.sleep(1.0)  # a sync to disk that takes its time
+
+        dbapi_connection.raw.set_trace_callback(on_statement)
+
+    hasty_store.db.engine.sync_engine.pool.dispose()  # new connections, slow to commit
+    assert await hasty_store.interactions.put(delivery("late")) is True
+    assert [i.key for i in await hasty_store.interactions.next_batch(10)] == ["late"]
 
 
 async def test_put_many_hands_its_answer_to_committed_once_the_rows_are_committed(
