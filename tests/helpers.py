@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-from collections.abc import Awaitable, Callable, Iterator
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import event
+
 from bot.domain.runs import Run, RunState
+from bot.store.core import Store
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], timeout: float = 5.0) -> None:
@@ -66,3 +70,38 @@ def sqlite_lock_held(database: Path) -> Iterator[sqlite3.Connection]:
         finally:
             if other.in_transaction:
                 other.execute("ROLLBACK")
+
+
+@contextlib.asynccontextmanager
+async def migrated_sqlite_store(path: Path, *, timeout: float = 10.0) -> AsyncIterator[Store]:
+    """A migrated SQLite store in ``path``/bot.db, closed after."""
+    store = Store.from_url(f"sqlite:///{path}/bot.db", timeout=timeout)
+    try:
+        await store.migrate()
+        yield store
+    finally:
+        await store.close()
+
+
+def on_new_connections(store: Store, configure: Callable[[sqlite3.Connection], None]) -> None:
+    """``configure`` the sqlite3 connection under every connection ``store`` makes from now on.
+    Its pool is emptied, so that is every one it uses next (the inbox's insert takes its own
+    at its first put)."""
+
+    @event.listens_for(store.db.engine.sync_engine, "connect")
+    def configure_raw(dbapi_connection: Any, record: Any) -> None:
+        configure(dbapi_connection.raw)
+
+    store.db.engine.sync_engine.pool.dispose()
+
+
+def on_commits_in_a_thread(store: Store, action: Callable[[], object]) -> None:
+    """``action`` at the start of every COMMIT a commit thread (not the loop's) runs for
+    ``store``: a sync to disk that takes its time, say."""
+    loop_thread = threading.current_thread()
+
+    def on_statement(sql: str) -> None:
+        if sql.startswith("COMMIT") and threading.current_thread() is not loop_thread:
+            action()
+
+    on_new_connections(store, lambda raw: raw.set_trace_callback(on_statement))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-import threading
 import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -20,17 +19,19 @@ from bot.store.ci_states import CiStates
 from bot.store.db import now
 from bot.store.errors import StoreTimeout
 from bot.store.inbox import Delivery
-from tests.helpers import Ticker, sqlite_lock_held
+from tests.helpers import (
+    Ticker,
+    migrated_sqlite_store,
+    on_commits_in_a_thread,
+    on_new_connections,
+    sqlite_lock_held,
+)
 
 
 @pytest.fixture
 async def sqlite_store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store.from_url(f"sqlite:///{tmp_path}/bot.db")
-    try:
-        await store.migrate()
+    async with migrated_sqlite_store(tmp_path) as store:
         yield store
-    finally:
-        await store.close()
 
 
 def keys_seen_elsewhere(path: Path) -> set[str]:
@@ -207,12 +208,8 @@ async def test_on_sqlite_the_prepared_insert_stores_what_sqlalchemy_would(tmp_pa
 @pytest.fixture
 async def hasty_store(tmp_path: Path) -> AsyncIterator[Store]:
     """A SQLite store whose statements wait at most 0.5 s."""
-    store = Store.from_url(f"sqlite:///{tmp_path}/bot.db", timeout=0.5)
-    try:
-        await store.migrate()
+    async with migrated_sqlite_store(tmp_path, timeout=0.5) as store:
         yield store
-    finally:
-        await store.close()
 
 
 async def test_on_sqlite_a_put_that_timed_out_leaves_the_next_one_working(
@@ -229,17 +226,7 @@ async def test_on_sqlite_a_put_whose_commit_lands_after_its_timeout_is_answered_
 ) -> None:
     """The wait gave up (0.5 s) while the commit's sync went on (1 s) and landed: the row is
     stored, so the put says so (not "timed out", which would tell the user nothing started)."""
-    loop_thread = threading.current_thread()
-
-    @sa.event.listens_for(hasty_store.db.engine.sync_engine, "connect")
-    def slow_commits(dbapi_connection: Any, record: Any) -> None:
-        def on_statement(sql: str) -> None:
-            if sql.startswith("COMMIT") and threading.current_thread() is not loop_thread:
-                time.sleep(1.0)  # a sync to disk that takes its time
-
-        dbapi_connection.raw.set_trace_callback(on_statement)
-
-    hasty_store.db.engine.sync_engine.pool.dispose()  # new connections, slow to commit
+    on_commits_in_a_thread(hasty_store, lambda: time.sleep(1.0))
     assert await hasty_store.interactions.put(delivery("late")) is True
     assert [i.key for i in await hasty_store.interactions.next_batch(10)] == ["late"]
 
@@ -274,17 +261,11 @@ async def test_on_sqlite_a_put_whose_commit_fails_is_never_answered_as_stored(
 ) -> None:
     refuse_commits = True
 
-    @sa.event.listens_for(sqlite_store.db.engine.sync_engine, "connect")
-    def failing_commits(dbapi_connection: Any, record: Any) -> None:
-        """On every connection made from now on (the insert takes its own at its first put)."""
+    def refuse(action: int, arg1: str | None, *args: Any) -> int:
+        commit = action == sqlite3.SQLITE_TRANSACTION and arg1 == "COMMIT"
+        return sqlite3.SQLITE_DENY if commit and refuse_commits else sqlite3.SQLITE_OK
 
-        def refuse(action: int, arg1: str | None, *args: Any) -> int:
-            commit = action == sqlite3.SQLITE_TRANSACTION and arg1 == "COMMIT"
-            return sqlite3.SQLITE_DENY if commit and refuse_commits else sqlite3.SQLITE_OK
-
-        dbapi_connection.raw.set_authorizer(refuse)
-
-    sqlite_store.db.engine.sync_engine.pool.dispose()  # new connections, refusing
+    on_new_connections(sqlite_store, lambda raw: raw.set_authorizer(refuse))
     inbox = sqlite_store.interactions
     answers: list[list[bool]] = []
     with pytest.raises(sqlite3.DatabaseError, match="not authorized"):

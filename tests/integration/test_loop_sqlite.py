@@ -13,23 +13,23 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy import event
 
 from bot.domain.deploys import Freeze
 from bot.store.core import Store
 from bot.store.errors import StoreTimeout
-from bot.store.loop_sqlite import LoopConnection
-from tests.helpers import Ticker, sqlite_lock_held
+from tests.helpers import (
+    Ticker,
+    migrated_sqlite_store,
+    on_commits_in_a_thread,
+    on_new_connections,
+    sqlite_lock_held,
+)
 
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[Store]:
-    store = Store.from_url(f"sqlite:///{tmp_path}/bot.db", timeout=2)
-    await store.migrate()
-    try:
+    async with migrated_sqlite_store(tmp_path, timeout=2) as store:
         yield store
-    finally:
-        await store.close()
 
 
 def a_freeze(reason: str) -> Freeze:
@@ -41,14 +41,10 @@ def traced(store: Store) -> list[tuple[str, bool]]:
     seen: list[tuple[str, bool]] = []
     loop_thread = threading.get_ident()
 
-    @event.listens_for(store.db.engine.sync_engine, "connect")
-    def trace(dbapi_connection: LoopConnection, record: Any) -> None:
-        def note(sql: str) -> None:
-            seen.append((sql.split()[0].upper(), threading.get_ident() == loop_thread))
+    def note(sql: str) -> None:
+        seen.append((sql.split()[0].upper(), threading.get_ident() == loop_thread))
 
-        dbapi_connection.raw.set_trace_callback(note)
-
-    store.db.engine.sync_engine.pool.dispose()  # new connections, traced
+    on_new_connections(store, lambda raw: raw.set_trace_callback(note))
     return seen
 
 
@@ -122,17 +118,11 @@ async def test_a_write_cancelled_during_its_commit_returns_once_the_commit_is_do
     then, the row is committed, and the next write finds the store as usual."""
     entered, finished = threading.Event(), threading.Event()
 
-    @event.listens_for(store.db.engine.sync_engine, "connect")
-    def slow_commits(dbapi_connection: LoopConnection, record: Any) -> None:
-        def on_statement(sql: str) -> None:
-            if sql.startswith("COMMIT") and threading.current_thread() is not main_thread:
-                entered.set()
-                finished.wait(5)  # a sync to disk that takes its time
+    def a_slow_sync() -> None:
+        entered.set()
+        finished.wait(5)  # a sync to disk that takes its time
 
-        dbapi_connection.raw.set_trace_callback(on_statement)
-
-    main_thread = threading.current_thread()
-    store.db.engine.sync_engine.pool.dispose()
+    on_commits_in_a_thread(store, a_slow_sync)
     write = asyncio.create_task(store.set_freeze(a_freeze("mid-commit")))
     assert await asyncio.to_thread(entered.wait, 5)
     write.cancel()
@@ -148,13 +138,9 @@ async def test_a_write_cancelled_during_its_commit_returns_once_the_commit_is_do
 
 
 async def test_a_commit_that_fails_in_its_thread_is_raised_to_the_writer(store: Store) -> None:
-    @event.listens_for(store.db.engine.sync_engine, "connect")
-    def failing_commits(dbapi_connection: LoopConnection, record: Any) -> None:
-        def refuse(action: int, *args: Any) -> int:
-            return sqlite3.SQLITE_DENY if action == sqlite3.SQLITE_TRANSACTION else 0
+    def refuse(action: int, *args: Any) -> int:
+        return sqlite3.SQLITE_DENY if action == sqlite3.SQLITE_TRANSACTION else 0
 
-        dbapi_connection.raw.set_authorizer(refuse)
-
-    store.db.engine.sync_engine.pool.dispose()
+    on_new_connections(store, lambda raw: raw.set_authorizer(refuse))
     with pytest.raises(sa.exc.DatabaseError, match="not authorized"):
         await store.set_freeze(a_freeze("refused"))
