@@ -7,6 +7,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
+from types import TracebackType
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -26,6 +27,35 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
+class Bounded:
+    """``async with``: the block must end within ``seconds``; running out of time, or a lock
+    held elsewhere past SQLite's own wait, is a ``StoreTimeout`` (a class, not a generator
+    context manager: the insert every ack waits on goes through it)."""
+
+    __slots__ = ("_seconds", "_timeout")
+
+    def __init__(self, seconds: float) -> None:
+        self._seconds = seconds
+        self._timeout = asyncio.timeout(seconds)
+
+    async def __aenter__(self) -> None:
+        await self._timeout.__aenter__()
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, err: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            await self._timeout.__aexit__(kind, err, tb)
+        except TimeoutError as expired:  # our time ran out: the block was cancelled
+            err = expired
+        if isinstance(err, TimeoutError) and not isinstance(err, StoreTimeout):
+            raise StoreTimeout(f"the database did not answer within {self._seconds:g} s") from None
+        # SQLAlchemy's wrapper, or sqlite3's own error from the inbox's prepared insert
+        locked = isinstance(err, sa.exc.OperationalError | sqlite3.OperationalError)
+        if locked and "database is locked" in str(getattr(err, "orig", err)):
+            raise StoreTimeout(f"the database stayed locked for {self._seconds:g} s") from None
+
+
 class Database:
     """An engine plus the one way to run a bounded read or a write transaction on it."""
 
@@ -38,18 +68,8 @@ class Database:
         # Run first in every write transaction; raises to refuse it (leader fencing).
         self.fence: Fence | None = None
 
-    @asynccontextmanager
-    async def bounded(self, seconds: float) -> AsyncIterator[None]:
-        try:
-            async with asyncio.timeout(seconds):
-                yield
-        except TimeoutError:
-            raise StoreTimeout(f"the database did not answer within {seconds:g} s") from None
-        except (sa.exc.OperationalError, sqlite3.OperationalError) as err:
-            # SQLAlchemy's wrapper, or sqlite3's own error from the inbox's prepared insert
-            if "database is locked" not in str(getattr(err, "orig", err)):
-                raise
-            raise StoreTimeout(f"the database stayed locked for {seconds:g} s") from None
+    def bounded(self, seconds: float) -> Bounded:
+        return Bounded(seconds)
 
     @asynccontextmanager
     async def read(self) -> AsyncIterator[AsyncConnection]:

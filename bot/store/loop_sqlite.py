@@ -75,10 +75,10 @@ class _HandOff:
             self.waiter.set_result(None)
 
 
-def _in_thread(call: Callable[[], T], then: Callable[[], None] | None = None) -> T:
-    """``call`` in a commit thread, awaited from SQLAlchemy's greenlet; a cancel is raised only
-    once the thread is done with the connection. ``then`` runs on the loop as soon as ``call``
-    has succeeded, in the callback that wakes the waiter (a turn of the loop before it)."""
+async def in_thread(call: Callable[[], T], then: Callable[[], None] | None = None) -> T:
+    """``call`` in a commit thread; a cancel is raised only once the thread is done with the
+    connection. ``then`` runs on the loop as soon as ``call`` has succeeded, in the callback
+    that wakes the waiter (a turn of the loop before it)."""
     loop = asyncio.get_running_loop()
     hand_off = _HandOff(then)
 
@@ -94,7 +94,7 @@ def _in_thread(call: Callable[[], T], then: Callable[[], None] | None = None) ->
     while hand_off.outcome is None:
         hand_off.waiter = loop.create_future()
         try:
-            await_(hand_off.waiter)
+            await hand_off.waiter
         except asyncio.CancelledError:
             cancelled = True
     if cancelled:
@@ -195,15 +195,24 @@ class LoopConnection:
         self.raw.create_function(*args, **kwargs)
 
     def commit(self, then: Callable[[], None] | None = None) -> None:
-        """A transaction that wrote rows commits in a thread (its sync to disk); one that only
-        read has nothing to sync and ends here. ``then``: run once committed (see _in_thread)."""
+        """From SQLAlchemy's greenlet: a transaction that wrote rows commits in a thread (its
+        sync to disk); one that only read has nothing to sync and ends here. ``then``: run
+        once committed (see ``in_thread``)."""
         if self.raw.total_changes == self._changes:
-            self.raw.commit()
-            if then is not None:
-                then()
+            self._end_read(then)
         else:
-            _in_thread(self.raw.commit, then)
+            await_(self.commit_wrote(then))
+
+    async def commit_wrote(self, then: Callable[[], None] | None = None) -> None:
+        """``commit`` awaited on the loop, for a transaction that wrote rows."""
+        await in_thread(self.raw.commit, then)
         self._changes = self.raw.total_changes
+
+    def _end_read(self, then: Callable[[], None] | None) -> None:
+        self.raw.commit()
+        self._changes = self.raw.total_changes
+        if then is not None:
+            then()
 
     def rollback(self) -> None:
         self.raw.rollback()
@@ -213,18 +222,36 @@ class LoopConnection:
         self.raw.close()
 
     def run(self, call: Callable[..., T], *args: Any) -> T:
+        """``call`` now; in SQLAlchemy's greenlet, while another process holds the lock, again
+        after growing pauses in which the loop goes on (see ``run_async``)."""
+        try:
+            return call(*args)
+        except sqlite3.OperationalError as err:
+            if not _locked(err) or not in_greenlet():
+                raise
+        return await_(self._again(call, args))
+
+    async def run_async(self, call: Callable[..., T], *args: Any) -> T:
         """``call`` now; while another process holds the lock, again after growing pauses in
         which the loop goes on, for up to the connection's wait."""
+        try:
+            return call(*args)
+        except sqlite3.OperationalError as err:
+            if not _locked(err):
+                raise
+        return await self._again(call, args)
+
+    async def _again(self, call: Callable[..., T], args: tuple[Any, ...]) -> T:
         deadline = time.monotonic() + self._wait
         pause = FIRST_PAUSE
         while True:
+            await asyncio.sleep(min(pause, max(deadline - time.monotonic(), 0)))
+            pause = min(pause * 2, LAST_PAUSE)
             try:
                 return call(*args)
             except sqlite3.OperationalError as err:
-                if not _locked(err) or not in_greenlet() or time.monotonic() >= deadline:
+                if not _locked(err) or time.monotonic() >= deadline:
                     raise
-            await_(asyncio.sleep(min(pause, max(deadline - time.monotonic(), 0))))
-            pause = min(pause * 2, LAST_PAUSE)
 
 
 class LoopDBAPI:

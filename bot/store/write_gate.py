@@ -24,16 +24,17 @@ class WriteGate:
 
     @asynccontextmanager
     async def hold(self, *, urgent: bool = False) -> AsyncIterator[None]:
-        if not self.enabled:
-            yield
-            return
-        await self._acquire(urgent)
+        await self.acquire(urgent=urgent)
         try:
             yield
         finally:
-            self._release()
+            self.release()
 
-    async def _acquire(self, urgent: bool) -> None:
+    async def acquire(self, *, urgent: bool = False) -> None:
+        """Wait for this writer's turn (``hold`` without a context manager's cost, for the
+        insert every ack waits on); each ``acquire`` that returns needs one ``release``."""
+        if not self.enabled:
+            return
         if not self._busy:
             self._busy = True
             return
@@ -43,10 +44,12 @@ class WriteGate:
             await waiter
         except asyncio.CancelledError:
             if waiter.done() and not waiter.cancelled():
-                self._release()  # handed over just as we gave up: pass it on
+                self.release()  # handed over just as we gave up: pass it on
             raise
 
-    def _release(self) -> None:
+    def release(self) -> None:
+        if not self.enabled:
+            return
         for queue in (self._urgent, self._normal):
             while queue:
                 waiter = queue.popleft()
