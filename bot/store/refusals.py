@@ -1,9 +1,12 @@
 """The first refusals a replica holds: rows it stored that only it may claim for a while.
 
 A burst of commands leaves thousands of them, and every claim asks for the oldest few; here
-that costs the same whatever their number. They lapse in the order they were taken (each
+those are found without reading the rest. They lapse in the order they were taken (each
 lasts the same time from its store), so the lapsed ones are always at the front; their ids
-are kept sorted as well, since two transactions may commit out of their ids' order.
+are kept sorted as well, since two transactions may commit out of their ids' order. Each
+removal still moves the sorted list, and each lapse passes the dict's deleted slots at its
+front: ~2.5 us a claim at 10,000 held, ~19 us at 100,000, against the ~1 ms of SQL a claim
+costs (`bench/inbox_claim.py`).
 """
 
 from __future__ import annotations
